@@ -1,0 +1,174 @@
+"""Loading and running the bundled TFLite models.
+
+Every model is checked before use against ``models/manifest.json``: its sha256 and the shape and
+dtype of every input and output tensor. A missing, truncated, corrupt or substituted file raises
+:class:`~daemon.errors.ModelError`, so the daemon refuses to start and the door stays locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+#: The repository's ``models/`` folder, used unless the config names another.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+MANIFEST_NAME = "manifest.json"
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as exc:
+            raise ModelError(
+                "no TFLite runtime: install ai-edge-litert (or tflite-runtime as a fallback)"
+            ) from exc
+    return Interpreter
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
+    """Read and return the models manifest, or raise :class:`ModelError`."""
+    path = Path(models_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["models"]
+    except FileNotFoundError as exc:
+        raise ModelError(f"model manifest not found: {path}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"model manifest {path} is not valid: {exc}") from exc
+    return manifest
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape, dtype and (for quantized tensors) scale and zero point of one tensor."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @classmethod
+    def from_detail(cls, detail: dict) -> "TensorSpec":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return cls(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]).name,
+                   float(scale), int(zero_point))
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> "TensorSpec":
+        scale, zero_point = entry.get("quantization", (0.0, 0))
+        return cls(tuple(int(d) for d in entry["shape"]), str(entry["dtype"]),
+                   float(scale), int(zero_point))
+
+
+class TFLiteModel:
+    """One verified TFLite model, ready to run.
+
+    ``run(*arrays)`` takes float inputs and returns float outputs; quantization of int8/uint8 input
+    and output tensors is handled here with the tensors' own scale and zero point.
+    """
+
+    def __init__(self, name: str, models_dir: Path = DEFAULT_MODELS_DIR, num_threads: int = 1,
+                 manifest: dict | None = None):
+        self.name = name
+        models_dir = Path(models_dir)
+        manifest = manifest if manifest is not None else read_manifest(models_dir)
+        try:
+            entry = manifest["models"][name]
+            path = models_dir / entry["file"]
+            expected_sha = entry["sha256"]
+            expected_inputs = [TensorSpec.from_manifest(t) for t in entry["inputs"]]
+            expected_outputs = [TensorSpec.from_manifest(t) for t in entry["outputs"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model {name!r}: manifest entry missing or invalid ({exc})") from exc
+        if not path.is_file():
+            raise ModelError(f"model {name!r}: file not found: {path}")
+        actual_sha = sha256_of(path)
+        if actual_sha != expected_sha:
+            raise ModelError(
+                f"model {name!r}: {path} has sha256 {actual_sha[:12]}..., the manifest expects "
+                f"{expected_sha[:12]}... (file truncated, corrupt or replaced; rebuild with "
+                "tools/build_models.py or restore it from the release)")
+        self.path = path
+        self.sha256 = actual_sha
+        self.entry = entry
+        try:
+            self._interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except ModelError:
+            raise
+        except Exception as exc:  # the runtimes raise ValueError/RuntimeError on bad flatbuffers
+            raise ModelError(f"model {name!r}: {path} cannot be loaded: {exc}") from exc
+        self._inputs = self._interpreter.get_input_details()
+        self._outputs = self._interpreter.get_output_details()
+        self.input_specs = [TensorSpec.from_detail(d) for d in self._inputs]
+        self.output_specs = [TensorSpec.from_detail(d) for d in self._outputs]
+        self._check_specs("input", expected_inputs, self.input_specs)
+        self._check_specs("output", expected_outputs, self.output_specs)
+        self._has_variables = bool(entry.get("reset_variables", False))
+        log.debug("loaded model %s (%s, sha256 %s)", name, path.name, actual_sha[:12])
+
+    def _check_specs(self, kind: str, expected: list[TensorSpec], actual: list[TensorSpec]):
+        if len(expected) != len(actual):
+            raise ModelError(f"model {self.name!r}: {len(actual)} {kind} tensors, "
+                             f"manifest says {len(expected)}")
+        for i, (want, got) in enumerate(zip(expected, actual)):
+            if want.shape != got.shape or want.dtype != got.dtype:
+                raise ModelError(f"model {self.name!r}: {kind} {i} is {got.dtype}{list(got.shape)}, "
+                                 f"manifest says {want.dtype}{list(want.shape)}")
+
+    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Run the model on float inputs (one per input tensor) and return float outputs."""
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"{self.name}: expected {len(self._inputs)} inputs, got {len(arrays)}")
+        if self._has_variables:
+            self._interpreter.reset_all_variables()
+        for detail, spec, array in zip(self._inputs, self.input_specs, arrays):
+            self._interpreter.set_tensor(detail["index"], _to_tensor(np.asarray(array), spec))
+        self._interpreter.invoke()
+        return [_from_tensor(self._interpreter.get_tensor(d["index"]), spec)
+                for d, spec in zip(self._outputs, self.output_specs)]
+
+
+def _to_tensor(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if array.shape != spec.shape:
+        array = array.reshape(spec.shape)
+    if spec.dtype in ("int8", "uint8"):
+        info = np.iinfo(spec.dtype)
+        q = np.round(array / spec.scale) + spec.zero_point
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return array.astype(spec.dtype, copy=False)
+
+
+def _from_tensor(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.dtype in ("int8", "uint8"):
+        return (array.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    return array.astype(np.float32, copy=True)
+
+
+def models_fingerprint(manifest: dict, names=("face_encoder", "speaker_encoder")) -> str:
+    """Return a short hash identifying the encoders that produce template embeddings."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(manifest["models"][name]["sha256"].encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,37 @@
+"""The package's exceptions.
+
+Every error avid raises on purpose derives from :class:`AvidError`; each subclass also inherits the
+builtin it resembles, so callers may catch either (``except ValueError`` still sees a config error).
+"""
+
+
+class AvidError(Exception):
+    """Base class of every error raised by avid."""
+
+
+class ConfigError(AvidError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class ModelError(AvidError, RuntimeError):
+    """A model file is missing, corrupt, or does not match the manifest."""
+
+
+class SourceError(AvidError, IOError):
+    """A camera or microphone source failed."""
+
+
+class SourceTimeout(SourceError, TimeoutError):
+    """A camera or microphone source gave nothing within its time limit."""
+
+
+class LockError(AvidError, RuntimeError):
+    """The lock relay could not be set up or driven."""
+
+
+class StoreError(AvidError, OSError):
+    """A template or counter file is unreadable, corrupt or from other models."""
+
+
+class EnrolmentError(AvidError, ValueError):
+    """An enrolment sample is unusable (no face, no speech, too short...)."""
