@@ -1,0 +1,144 @@
+"""Audio sources: a PortAudio microphone through sounddevice, or a replay of WAV files.
+
+Blocks are mono ``float32`` arrays in [-1, 1] at :data:`SAMPLE_RATE_HZ`, ``block_ms`` long, which is
+also the VAD frame. sounddevice is imported only when a microphone is opened, so a machine without
+PortAudio (``libportaudio2``) still runs the replay demo and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from daemon.capture.base import ThreadedSource
+from daemon.capture.frames import Pacer
+from daemon.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+#: The rate every downstream stage (VAD, mel features, encoders) works at.
+SAMPLE_RATE_HZ = 16000
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """Read a PCM WAV file as mono float32 at 16 kHz (averaging channels, resampling if needed)."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            raw = wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise SourceError(f"cannot read WAV file {path}: {exc}") from exc
+    if width == 2:
+        samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 4:
+        samples = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
+    elif width == 1:
+        samples = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        raise SourceError(f"{path}: unsupported sample width {width} bytes")
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    return resample(samples, rate, SAMPLE_RATE_HZ)
+
+
+def resample(samples: np.ndarray, rate_hz: int, target_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Resample by band-limited FFT interpolation (exact for the integer ratios microphones use)."""
+    if rate_hz == target_hz or samples.size == 0:
+        return samples.astype(np.float32, copy=False)
+    n_out = int(round(samples.size * target_hz / rate_hz))
+    spectrum = np.fft.rfft(samples)
+    keep = min(spectrum.size, n_out // 2 + 1)
+    resized = np.zeros(n_out // 2 + 1, dtype=spectrum.dtype)
+    resized[:keep] = spectrum[:keep]
+    return (np.fft.irfft(resized, n_out) * (n_out / samples.size)).astype(np.float32)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as little-endian 16-bit PCM bytes (what webrtcvad reads)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class SoundDeviceMicrophone(ThreadedSource):
+    """A PortAudio input read in blocks with sounddevice's blocking API."""
+
+    name = "microphone"
+
+    def __init__(self, device=None, sample_rate_hz: int = SAMPLE_RATE_HZ, block_ms: int = 30,
+                 clock=time.monotonic):
+        super().__init__(clock=clock, queue_size=32)
+        self._device, self._rate = device, sample_rate_hz
+        self._block = sample_rate_hz * block_ms // 1000
+        self._stream = None
+
+    def _open(self) -> None:
+        try:
+            import sounddevice
+        except OSError as exc:  # raised when the PortAudio library itself is missing
+            raise SourceError(f"sounddevice cannot load PortAudio (install libportaudio2): {exc}") from exc
+        self._stream = sounddevice.InputStream(device=self._device, channels=1, dtype="float32",
+                                               samplerate=self._rate, blocksize=self._block)
+        self._stream.start()
+
+    def _grab(self) -> np.ndarray:
+        block, overflowed = self._stream.read(self._block)
+        if overflowed:
+            log.debug("microphone overflow: audio was lost")
+        return resample(block[:, 0].copy(), self._rate)
+
+    def _release(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class ReplayAudio(ThreadedSource):
+    """WAV files played in blocks, in real time or as fast as possible (lossless).
+
+    ``gap_seconds`` of silence is played before the first file, between files and after the last,
+    so that voice activity detection sees each file as one utterance.
+    """
+
+    name = "microphone-replay"
+
+    def __init__(self, paths, block_ms: int = 30, realtime: bool = True, gap_seconds: float = 0.0,
+                 clock=time.monotonic, sleep=time.sleep):
+        super().__init__(clock=clock, queue_size=64, lossless=True)
+        self.paths = [Path(p) for p in paths]
+        missing = [str(p) for p in self.paths if not p.is_file()]
+        if missing:
+            raise SourceError(f"replay WAV files not found: {', '.join(missing)}")
+        self._block = SAMPLE_RATE_HZ * block_ms // 1000
+        self._gap = np.zeros(int(gap_seconds * SAMPLE_RATE_HZ), dtype=np.float32)
+        self._pacer = Pacer(1000.0 / block_ms, clock, sleep) if realtime else None
+        self._blocks = None
+
+    def _open(self) -> None:
+        self._blocks = self._iterate()
+
+    def _iterate(self):
+        pieces = [self._gap]
+        for path in self.paths:
+            pieces += [read_wav(path), self._gap]
+        audio = np.concatenate(pieces)
+        for start in range(0, audio.size - self._block + 1, self._block):
+            yield audio[start:start + self._block]
+
+    def _grab(self) -> np.ndarray | None:
+        block = next(self._blocks, None)
+        if block is not None and self._pacer is not None:
+            self._pacer.wait()
+        return block
+
+
+def open_audio_source(microphone, clock=time.monotonic) -> ThreadedSource:
+    """Build the audio source named by a :class:`~daemon.config.MicrophoneConfig`."""
+    if microphone.backend == "replay":
+        return ReplayAudio(microphone.paths, microphone.block_ms, microphone.realtime,
+                           microphone.gap_seconds, clock=clock)
+    return SoundDeviceMicrophone(microphone.device, microphone.sample_rate_hz, microphone.block_ms,
+                                 clock=clock)

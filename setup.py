@@ -1,0 +1,37 @@
+"""Installs the avid daemon (package ``daemon``) and its ``avid`` console script."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="avid",
+    version="0.1.0",
+    description="Audio-visual identity daemon that opens a door: face + voice, on-device TFLite",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["daemon", "daemon.*"]),
+    include_package_data=True,
+    install_requires=[
+        "ai-edge-litert>=1.2",
+        "numpy>=1.26",
+        "opencv-python-headless>=4.8",
+        "webrtcvad-wheels>=2.0.14",
+        "sounddevice>=0.4.6",
+        "pyyaml>=6.0",
+        "pydantic>=2.6",
+        "gpiozero>=2.0",
+        "cryptography>=42",
+        'lgpio>=0.2; platform_machine == "aarch64" and sys_platform == "linux"',
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "tools": ["matplotlib>=3.8", "tqdm>=4.66", "psutil>=5.9"],
+    },
+    entry_points={"console_scripts": ["avid = daemon.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Operating System :: POSIX :: Linux",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)
