@@ -43,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="enrol bundled people and replay attempts through the real pipeline")
     _add_common(p)
-    p.add_argument("--fast", action="store_true", help="replay faster than real time")
 
     p = sub.add_parser("check-config", help="validate a config file and list every error")
     _add_common(p)
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from daemon import commands
 
     try:
-        return getattr(commands, args.command.replace("-", "_"))(config, args)
+        return commands.COMMANDS[args.command](config, args)
     except InvalidConfig as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG

@@ -76,55 +76,77 @@ class OpenCVCamera(ThreadedSource):
 
 
 class ReplayFrames(ThreadedSource):
-    """Frames from a video file or a folder of images, paced at ``fps`` or as fast as possible.
+    """Frames from video files or folders of images, paced at ``fps`` or as fast as possible.
 
-    A folder of images is read in name order, each image shown for one frame period (use
-    ``repeat`` to hold each image longer). Replay is lossless: nothing is dropped.
+    Videos are resampled to ``fps`` on their own time base (a 25 fps recording replays at its real
+    speed). A folder of images is read in name order, one frame period per image. Between items,
+    and before the first and after the last, ``gap_seconds`` of empty frames with sensor-like noise
+    are played, matching :class:`~daemon.capture.audio.ReplayAudio`'s gaps so that audio and video
+    stay in step. Replay is lossless: nothing is dropped.
     """
 
     name = "camera-replay"
 
-    def __init__(self, path: str | Path, fps: float = 15.0, realtime: bool = True, loop: bool = False,
-                 repeat: int = 1, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, path, fps: float = 15.0, realtime: bool = True, loop: bool = False,
+                 gap_seconds: float = 0.0, clock=time.monotonic, sleep=time.sleep):
         super().__init__(clock=clock, queue_size=4, lossless=True)
-        self.path = Path(path)
-        if not self.path.exists():
-            raise SourceError(f"replay path does not exist: {self.path}")
-        self._loop, self._repeat = loop, max(1, repeat)
+        self.paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
+        missing = [str(p) for p in self.paths if not p.exists()]
+        if missing:
+            raise SourceError(f"replay path does not exist: {', '.join(missing)}")
+        self._fps, self._loop = fps, loop
+        self._gap_frames = int(round(gap_seconds * fps))
         self._pacer = Pacer(fps, clock, sleep) if realtime else None
+        self._rng = np.random.default_rng(0)
         self._frames = None
 
     def _open(self) -> None:
         self._frames = self._iterate()
 
     def _iterate(self):
+        shape = None
         while True:
             produced = False
-            for frame in (self._images() if self.path.is_dir() else self._video()):
-                produced = True
-                for _ in range(self._repeat):
+            for index, path in enumerate(self.paths):
+                for frame in (self._images(path) if path.is_dir() else self._video(path)):
+                    if shape is None:
+                        shape = frame.shape
+                        yield from self._gap(shape)
+                    produced = True
                     yield frame
+                if shape is not None:
+                    yield from self._gap(shape)
             if not (self._loop and produced):
                 return
 
-    def _images(self):
-        files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    def _gap(self, shape):
+        for _ in range(self._gap_frames):
+            yield self._rng.integers(60, 68, size=shape, dtype=np.uint8)
+
+    def _images(self, folder: Path):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         for file in files:
             frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
             if frame is None:
                 raise SourceError(f"cannot decode image {file}")
             yield frame
 
-    def _video(self):
-        capture = cv2.VideoCapture(str(self.path))
+    def _video(self, path: Path):
+        capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
-            raise SourceError(f"cannot open video {self.path}")
+            raise SourceError(f"cannot open video {path}")
+        source_fps = capture.get(cv2.CAP_PROP_FPS) or self._fps
         try:
+            index, emitted = 0, 0
             while True:
                 ok, frame = capture.read()
                 if not ok:
                     return
-                yield frame
+                # Emit output frame k when the source reaches time k / fps.
+                while emitted / self._fps <= index / source_fps:
+                    yield frame
+                    emitted += 1
+                index += 1
         finally:
             capture.release()
 

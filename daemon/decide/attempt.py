@@ -1,0 +1,213 @@
+"""One attempt at the door, from the first face or speech to the end of the utterance.
+
+States: idle → active → (finished, handed to the decider) → cooldown → idle. An attempt starts when
+a face or speech appears and ends when the utterance ends, or at ``timeout_seconds``; a face that
+never speaks is *abandoned* (no decision is logged as a failure: people walk past doors). During an
+attempt the best few face frames (by quality) and the voiced audio are kept, and embedding jobs are
+handed out as soon as their input is complete, so that little is left when speech ends.
+
+All times are the capture times of the events (seconds on the injected monotonic clock), so the
+tracker is deterministic under test and replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from daemon.embed.voice_windows import VoiceWindows
+
+log = logging.getLogger(__name__)
+
+_attempt_ids = itertools.count(1)
+
+
+@dataclass
+class FaceSample:
+    """A face frame kept for the attempt; ``embedding`` arrives from the embedding worker."""
+
+    t: float
+    quality: float
+    chip: np.ndarray | None = field(repr=False, default=None)
+    embedding: np.ndarray | None = field(repr=False, default=None)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """Work for the embedding worker: a face chip or a voice window of one attempt."""
+
+    attempt: "Attempt"
+    kind: str          # "face" or "voice"
+    key: int
+    data: np.ndarray
+
+
+class Attempt:
+    """Evidence gathered during one attempt."""
+
+    def __init__(self, started_at: float, best_faces: int, max_speech_seconds: float):
+        self.id = next(_attempt_ids)
+        self.started_at = started_at
+        self.best_faces = best_faces
+        self.faces: dict[int, FaceSample] = {}
+        self.face_frames = 0
+        self.face_problems: Counter[str] = Counter()
+        self.speech_started_at: float | None = None
+        self.speech_ended_at: float | None = None
+        self.voice = VoiceWindows(max_speech_seconds)
+        self.window_embeddings: dict[int, np.ndarray] = {}
+        self.windows_sent = 0
+        self.ended_at: float | None = None
+        self.end_reason = ""
+        self.errors: list[str] = []
+        self.liveness_frames: list = []     # (t, face, landmarks or None), for the liveness check
+        self.audio_blocks: list = []        # (t, samples) of the whole attempt, for the liveness check
+        self._pending = 0
+        self._settled = threading.Condition()
+        self._sample_ids = itertools.count()
+
+    # --- embedding results -----------------------------------------------------------------
+    def _job_sent(self) -> None:
+        with self._settled:
+            self._pending += 1
+
+    def deliver(self, job: EmbedJob, embedding: np.ndarray | None, error: str | None = None) -> None:
+        """Called by the embedding worker with a job's result (or its error)."""
+        with self._settled:
+            self._pending -= 1
+            if error:
+                self.errors.append(error)
+            elif job.kind == "face" and job.key in self.faces:
+                self.faces[job.key].embedding = embedding
+            elif job.kind == "voice":
+                self.window_embeddings[job.key] = embedding
+            self._settled.notify_all()
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until every job handed out has a result; False on timeout."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def face_embeddings(self) -> list[np.ndarray]:
+        """Embeddings of the kept face frames, best quality first."""
+        kept = sorted(self.faces.values(), key=lambda s: s.quality, reverse=True)
+        return [s.embedding for s in kept if s.embedding is not None]
+
+    def face_quality(self) -> float:
+        """Mean quality of the kept faces (0 when none)."""
+        return float(np.mean([s.quality for s in self.faces.values()])) if self.faces else 0.0
+
+
+class AttemptTracker:
+    """Turns per-frame face observations and speech events into attempts.
+
+    ``dispatch(job)`` sends embedding work away (returns False if it was dropped); ``finished``
+    receives each attempt that ended and needs a decision.
+    """
+
+    def __init__(self, config, dispatch: Callable[[EmbedJob], bool],
+                 finished: Callable[[Attempt], None], keep_liveness_frames: bool = True):
+        self._config = config
+        self._dispatch = dispatch
+        self._finished = finished
+        self._keep_liveness = keep_liveness_frames
+        self._lock = threading.RLock()
+        self.current: Attempt | None = None
+        self._cooldown_until = float("-inf")
+
+    # --- inputs ----------------------------------------------------------------------------
+    def on_frame(self, t: float, observation, landmarks=None) -> None:
+        """A processed frame: ``observation`` is a FaceObservation or None (no face)."""
+        with self._lock:
+            attempt = self.current
+            if attempt is None:
+                if observation is None or t < self._cooldown_until:
+                    return
+                attempt = self._start(t, "face")
+            if self._keep_liveness:
+                attempt.liveness_frames.append((t, observation.face if observation else None, landmarks))
+            if observation is None:
+                return
+            attempt.face_frames += 1
+            if observation.problems:
+                attempt.face_problems.update(observation.problems)
+                return
+            self._offer_face(attempt, t, observation)
+
+    def _offer_face(self, attempt: Attempt, t: float, observation) -> None:
+        kept = attempt.faces
+        if len(kept) >= attempt.best_faces:
+            worst_key = min(kept, key=lambda k: kept[k].quality)
+            if observation.quality <= kept[worst_key].quality:
+                return
+            del kept[worst_key]
+        key = next(attempt._sample_ids)
+        kept[key] = FaceSample(t, observation.quality, observation.chip)
+        self._send(EmbedJob(attempt, "face", key, observation.chip))
+
+    def on_audio(self, t: float, samples: np.ndarray) -> None:
+        """Every audio block, for the liveness check's energy envelope."""
+        with self._lock:
+            if self.current is not None and self._keep_liveness:
+                self.current.audio_blocks.append((t, samples))
+
+    def on_speech(self, event) -> None:
+        """A :class:`~daemon.detect.vad.SpeechEvent`."""
+        with self._lock:
+            attempt = self.current
+            if attempt is None:
+                if event.kind != "start" or event.t < self._cooldown_until:
+                    return
+                attempt = self._start(event.t, "speech")
+            if event.kind == "start":
+                if attempt.speech_started_at is None:
+                    attempt.speech_started_at = event.t
+                self._add_voice(attempt, event.audio)
+            elif event.kind == "audio" and attempt.speech_started_at is not None:
+                self._add_voice(attempt, event.audio)
+            elif event.kind == "end" and attempt.speech_started_at is not None:
+                attempt.speech_ended_at = event.t
+                self._end(attempt, event.t, "speech_end")
+
+    def _add_voice(self, attempt: Attempt, samples: np.ndarray) -> None:
+        for window in attempt.voice.add(samples):
+            self._send(EmbedJob(attempt, "voice", attempt.windows_sent, window))
+            attempt.windows_sent += 1
+
+    def poll(self, now: float) -> None:
+        """End the current attempt if it has run for ``timeout_seconds``."""
+        with self._lock:
+            attempt = self.current
+            if attempt is not None and now - attempt.started_at >= self._config.timeout_seconds:
+                self._end(attempt, now, "timeout")
+
+    def abort(self, now: float, reason: str) -> None:
+        """End the current attempt because a device failed; it will be denied."""
+        with self._lock:
+            if self.current is not None:
+                self.current.errors.append(reason)
+                self._end(self.current, now, "error")
+
+    # --- internals -------------------------------------------------------------------------
+    def _start(self, t: float, trigger: str) -> Attempt:
+        attempt = Attempt(t, self._config.best_faces, self._config.max_speech_seconds)
+        self.current = attempt
+        log.debug("attempt %d started by %s", attempt.id, trigger)
+        return attempt
+
+    def _send(self, job: EmbedJob) -> None:
+        job.attempt._job_sent()
+        if not self._dispatch(job):
+            job.attempt.deliver(job, None, None if job.kind == "face" else "embedding queue full")
+
+    def _end(self, attempt: Attempt, t: float, reason: str) -> None:
+        attempt.ended_at, attempt.end_reason = t, reason
+        self.current = None
+        self._cooldown_until = t + self._config.cooldown_seconds
+        self._finished(attempt)

@@ -1,0 +1,91 @@
+"""Speaker embedding while the person is still speaking.
+
+The speaker encoder reads 1.6 s windows (160 mel frames) that start every 77 frames, as
+Resemblyzer's ``compute_partial_slices`` lays them out; the utterance embedding is the normalised
+mean of the window embeddings. :class:`VoiceWindows` hands out each window as soon as its audio is
+complete, so only the last, partial window is left to embed when the utterance ends. Each window
+is volume-normalised on its own (Resemblyzer normalises the whole utterance, which is unknown
+until it ends); enrolment, verification and evaluation go through this same class, so templates and
+probes are always made the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon.capture.audio import SAMPLE_RATE_HZ
+
+HOP_SAMPLES = 160                 # 10 ms mel hop
+WINDOW_FRAMES = 160               # 1.6 s per window
+FRAME_STEP = int(np.round((SAMPLE_RATE_HZ / 1.3) / HOP_SAMPLES))  # Resemblyzer: 1.3 windows per second
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP_SAMPLES
+STEP_SAMPLES = FRAME_STEP * HOP_SAMPLES
+MIN_COVERAGE = 0.75
+
+
+class VoiceWindows:
+    """Collects voiced audio and yields the windows to embed, in order."""
+
+    def __init__(self, max_seconds: float = 6.0):
+        self._max_samples = int(max_seconds * SAMPLE_RATE_HZ)
+        self._chunks: list[np.ndarray] = []
+        self._length = 0
+        self._next = 0  # index of the next window to hand out
+
+    @property
+    def seconds(self) -> float:
+        """Voiced audio collected so far, in seconds."""
+        return self._length / SAMPLE_RATE_HZ
+
+    def audio(self) -> np.ndarray:
+        """All voiced audio collected so far (up to the maximum length)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+
+    def add(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Append voiced samples; return the windows that became complete."""
+        room = self._max_samples - self._length
+        if room > 0 and samples.size:
+            piece = samples[:room].astype(np.float32, copy=False)
+            self._chunks.append(piece)
+            self._length += piece.size
+        ready = []
+        while self._next * STEP_SAMPLES + WINDOW_SAMPLES <= self._length:
+            ready.append(self._window(self._next))
+            self._next += 1
+        return ready
+
+    def finish(self) -> list[np.ndarray]:
+        """The remaining windows once the utterance has ended (the last one zero-padded).
+
+        A trailing window covering less than 75% of its length is dropped unless it is the only
+        window, as Resemblyzer does.
+        """
+        ready = []
+        while self._next * STEP_SAMPLES < self._length:
+            start = self._next * STEP_SAMPLES
+            coverage = (self._length - start) / WINDOW_SAMPLES
+            if coverage < MIN_COVERAGE and self._next > 0:
+                break
+            ready.append(self._window(self._next))
+            self._next += 1
+            if start + WINDOW_SAMPLES >= self._length:
+                break
+        return ready
+
+    def _window(self, index: int) -> np.ndarray:
+        audio = self.audio()
+        start = index * STEP_SAMPLES
+        window = audio[start:start + WINDOW_SAMPLES]
+        if window.size < WINDOW_SAMPLES:
+            window = np.pad(window, (0, WINDOW_SAMPLES - window.size))
+        return window
+
+
+def mean_embedding(window_embeddings: list[np.ndarray]) -> np.ndarray | None:
+    """The utterance embedding: unit-length mean of the window embeddings (None if none)."""
+    if not window_embeddings:
+        return None
+    mean = np.mean(window_embeddings, axis=0)
+    return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)

@@ -1,0 +1,119 @@
+"""The models together: from a frame or a recording to embeddings, as the door computes them.
+
+:class:`Pipeline` loads and verifies every model once. Enrolment, ``avid verify``, the evaluation
+and the capture loop all call these same methods, so a template and a probe are always made by the
+same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from daemon.capture.audio import read_wav
+from daemon.detect.face_detector import Face, FaceDetector
+from daemon.detect.face_quality import assess_face
+from daemon.detect.vad import SpeechSegmenter, voiced_audio
+from daemon.embed.align import face_chip
+from daemon.embed.face_encoder import FaceEncoder
+from daemon.embed.mel import mel_spectrogram, normalize_volume
+from daemon.embed.runtime import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
+from daemon.embed.speaker_encoder import SpeakerEncoder
+from daemon.embed.voice_windows import WINDOW_FRAMES, VoiceWindows, mean_embedding
+from daemon.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceObservation:
+    """The best face of one frame: where it is, how good it is, and its aligned chip."""
+
+    face: Face
+    quality: float
+    problems: tuple[str, ...]
+    chip: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class VoiceResult:
+    """A recording's utterance embedding (None when unusable) and why."""
+
+    embedding: np.ndarray | None
+    speech_seconds: float
+    problems: tuple[str, ...]
+
+
+class Pipeline:
+    """Detector, encoders and their pre-processing, loaded and verified once."""
+
+    def __init__(self, models_dir: Path | None = None, num_threads: int = 1,
+                 min_face_width_px: int = 60, min_brightness: float = 40.0,
+                 vad_aggressiveness: int = 2, max_speech_seconds: float = 6.0):
+        models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
+        self.manifest = read_manifest(models_dir)
+        self.models_fingerprint = models_fingerprint(self.manifest)
+        self.detector = FaceDetector(models_dir=models_dir, num_threads=num_threads)
+        self.face_encoder = FaceEncoder(models_dir=models_dir, num_threads=num_threads)
+        self.speaker_encoder = SpeakerEncoder(models_dir=models_dir, num_threads=num_threads)
+        self._min_face_width_px = min_face_width_px
+        self._min_brightness = min_brightness
+        self._vad_aggressiveness = vad_aggressiveness
+        self.max_speech_seconds = max_speech_seconds
+
+    # --- face -------------------------------------------------------------------------------
+    def observe_face(self, frame_bgr: np.ndarray, with_chip: bool = True) -> FaceObservation | None:
+        """Detect the most prominent face of a frame and judge it; None if there is no face."""
+        faces = self.detector.detect(frame_bgr)
+        if not faces:
+            return None
+        face = max(faces, key=lambda f: f.width * f.score)
+        quality = assess_face(frame_bgr, face, min_face_width_px=self._min_face_width_px,
+                              min_brightness=self._min_brightness)
+        chip = face_chip(frame_bgr, face.keypoints) if with_chip else None
+        return FaceObservation(face, quality.score, tuple(quality.problems), chip)
+
+    def embed_chip(self, chip_rgb: np.ndarray) -> np.ndarray:
+        """The unit-length face embedding of an aligned chip."""
+        return self.face_encoder.embed(chip_rgb)
+
+    def face_from_image(self, path: Path) -> tuple[np.ndarray | None, FaceObservation | None, tuple[str, ...]]:
+        """Embed the face of an image file: (embedding or None, observation, problems)."""
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot read image {path}")
+        observation = self.observe_face(frame)
+        if observation is None:
+            return None, None, ("no_face",)
+        return self.embed_chip(observation.chip), observation, observation.problems
+
+    # --- voice ------------------------------------------------------------------------------
+    def embed_window(self, window: np.ndarray) -> np.ndarray:
+        """The speaker embedding of one 1.6 s window of voiced audio."""
+        mel = mel_spectrogram(normalize_volume(window))[:WINDOW_FRAMES]
+        return self.speaker_encoder.embed_window(mel)
+
+    def embed_voiced(self, voiced: np.ndarray) -> np.ndarray | None:
+        """The utterance embedding of voiced audio, through the same windows as the door uses."""
+        windows = VoiceWindows(self.max_speech_seconds)
+        chunks = windows.add(voiced) + windows.finish()
+        return mean_embedding([self.embed_window(w) for w in chunks])
+
+    def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0) -> VoiceResult:
+        """Segment a recording with the VAD and embed its speech."""
+        utterances = voiced_audio(samples, SpeechSegmenter(self._vad_aggressiveness))
+        if not utterances:
+            return VoiceResult(None, 0.0, ("no_speech",))
+        voiced = np.concatenate(utterances)
+        seconds = voiced.size / 16000
+        if seconds < min_speech_seconds:
+            return VoiceResult(None, seconds, ("speech_too_short",))
+        return VoiceResult(self.embed_voiced(voiced), seconds, ())
+
+    def voice_from_wav(self, path: Path, min_speech_seconds: float = 1.0) -> VoiceResult:
+        """Embed the speech of a WAV file."""
+        return self.voice_from_samples(read_wav(path), min_speech_seconds)

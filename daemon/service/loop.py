@@ -1,0 +1,349 @@
+"""The capture loop: camera and microphone → attempts → decisions → lock.
+
+Threads:
+
+* **frames** reads the frame source (bounded waits), detects faces, judges them, aligns chips;
+* **audio** reads the audio source, runs the VAD and feeds speech events;
+* **embed** runs the face and speaker encoders from a bounded queue (face chips are dropped when it
+  is full: a late frame is worth less than a fresh one; voice windows wait);
+* the **main** thread decides each finished attempt, drives the lock, writes the log line and feeds
+  the systemd watchdog after every complete, fresh iteration.
+
+Every path that fails leaves the relay de-energised: a device fault aborts the attempt in progress
+(denied with ``reason=error``), and the lock relocks on its own timer whatever the loop does.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from daemon.capture.base import ThreadedSource
+from daemon.decide.attempt import Attempt, AttemptTracker, EmbedJob
+from daemon.decide.decision import Decision, LivenessResult, Policy, decide
+from daemon.detect.vad import SpeechSegmenter
+from daemon.errors import AvidError, SourceError, SourceTimeout
+from daemon.fuse.fusion import FusionParams, score_candidates
+from daemon.embed.voice_windows import mean_embedding
+
+log = logging.getLogger(__name__)
+#: The decision log: one line per attempt with stable key=value fields.
+decisions_log = logging.getLogger("daemon.decision")
+
+#: Reasons that count towards the lockout: attempts that reached a comparison or the liveness check.
+COUNTED_FAILURES = frozenset({"no_match", "ambiguous", "liveness_failed"})
+SETTLE_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class DecisionEvent:
+    """What the loop reports for each decided attempt (tests and the demo read these)."""
+
+    attempt_id: int
+    decision: Decision
+    latency_ms: float
+    end_reason: str
+    speech_ended_at: float | None
+    decided_at: float
+
+
+class DeviceHealth:
+    """Logs a device going away once, and once when it is back (not every frame)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.ok = True
+        self.failures = 0
+
+    def failed(self, why: str) -> None:
+        self.failures += 1
+        if self.ok:
+            self.ok = False
+            log.warning("%s unavailable: %s (attempts are denied until it is back)", self.name, why)
+
+    def recovered(self) -> None:
+        if not self.ok:
+            self.ok = True
+            log.info("%s is back", self.name)
+
+
+class CaptureLoop:
+    """Runs the door until :meth:`stop` (or until replay sources end).
+
+    ``open_frames`` and ``open_audio`` build a fresh source (called again after a device fault);
+    ``people`` is a callable returning the enrolled people; ``liveness`` a callable
+    ``(attempt) -> LivenessResult``; ``health`` an optional :class:`HealthGate`.
+    """
+
+    def __init__(self, config, pipeline, lock, lockout, people: Callable[[], list],
+                 fusion: FusionParams, policy: Policy, open_frames: Callable[[], ThreadedSource],
+                 open_audio: Callable[[], ThreadedSource], liveness=None, landmarker=None,
+                 health=None, clock: Callable[[], float] = time.monotonic,
+                 on_decision: Callable[[DecisionEvent], None] | None = None,
+                 stop_at_end_of_replay: bool = False):
+        self.config = config
+        self.pipeline = pipeline
+        self.lock = lock
+        self.lockout = lockout
+        self._people = people
+        self.fusion = fusion
+        self.policy = policy
+        self._open_frames, self._open_audio = open_frames, open_audio
+        self._liveness = liveness
+        self._landmarker = landmarker
+        self._health = health
+        self._clock = clock
+        self._on_decision = on_decision
+        self._stop_at_end = stop_at_end_of_replay
+        self._stop = threading.Event()
+        self._jobs: queue.Queue = queue.Queue(maxsize=8)
+        self._finished: queue.Queue = queue.Queue()
+        self.tracker = AttemptTracker(config.attempt, self._dispatch, self._finished.put,
+                                      keep_liveness_frames=liveness is not None)
+        self.camera = DeviceHealth("camera")
+        self.microphone = DeviceHealth("microphone")
+        self._ended = {"frames": False, "audio": False}
+        self.events: list[DecisionEvent] = []
+        self._threads: list[threading.Thread] = []
+        self._last_frame_digest = None
+        self._frozen_since: float | None = None
+
+    # --- public ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask every thread to finish; the lock is relocked by the caller's close()."""
+        self._stop.set()
+
+    def run(self, duration_s: float | None = None) -> list[DecisionEvent]:
+        """Run until stopped, until ``duration_s`` passes, or until replay sources end."""
+        self._threads = [
+            threading.Thread(target=self._frames_worker, name="avid-frames", daemon=True),
+            threading.Thread(target=self._audio_worker, name="avid-audio", daemon=True),
+            threading.Thread(target=self._embed_worker, name="avid-embed", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        started = self._clock()
+        try:
+            while not self._stop.is_set():
+                try:
+                    attempt = self._finished.get(timeout=0.1)
+                except queue.Empty:
+                    attempt = None
+                if attempt is not None:
+                    self._decide(attempt)
+                now = self._clock()
+                self.tracker.poll(now)
+                if self._health is not None:
+                    self._health.iteration_done()
+                if duration_s is not None and now - started >= duration_s:
+                    break
+                if self._stop_at_end and all(self._ended.values()) and self._finished.empty() \
+                        and self.tracker.current is None:
+                    break
+                if self._stop_at_end and all(self._ended.values()) and self.tracker.current is not None:
+                    self.tracker.poll(float("inf"))
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout=2.0)
+            self.lock.relock("loop stopped")
+        return self.events
+
+    # --- workers ---------------------------------------------------------------------------
+    def _source_loop(self, name: str, open_source, health: DeviceHealth, handle, timeout_s: float):
+        source = None
+        while not self._stop.is_set():
+            try:
+                if source is None:
+                    source = open_source().start()
+                item = source.read(timeout=timeout_s)
+                if item is None:
+                    self._ended[name] = True
+                    return
+                handle(item)
+            except SourceTimeout as exc:
+                health.failed(str(exc))
+                self.tracker.abort(self._clock(), f"{health.name}_timeout")
+            except (SourceError, AvidError, OSError, ValueError) as exc:
+                health.failed(str(exc))
+                self.tracker.abort(self._clock(), f"{health.name}_error")
+                if source is not None:
+                    source.close()
+                    source = None
+                self._stop.wait(1.0)  # bounded back-off before reopening the device
+            except Exception as exc:  # an unexpected bug must not kill the loop silently
+                log.exception("%s worker: unexpected error", name)
+                health.failed(f"unexpected {type(exc).__name__}")
+                self.tracker.abort(self._clock(), f"{health.name}_error")
+                self._stop.wait(1.0)
+        if source is not None:
+            source.close()
+
+    def _frames_worker(self) -> None:
+        self._source_loop("frames", self._open_frames, self.camera, self._on_frame,
+                          self.config.camera.read_timeout_seconds)
+
+    def _audio_worker(self) -> None:
+        segmenter = SpeechSegmenter(self.config.vad.aggressiveness, self.config.microphone.block_ms,
+                                    self.config.vad.start_frames, self.config.vad.end_frames)
+        pending = np.zeros(0, np.float32)
+
+        def on_block(item) -> None:
+            nonlocal pending
+            samples = np.asarray(item.data, dtype=np.float32).reshape(-1)
+            if not np.all(np.isfinite(samples)):
+                raise SourceError("audio block contains NaN or infinite samples")
+            self.microphone.recovered()
+            self.tracker.on_audio(item.t, samples)
+            # Blocks of any size (short reads included) are re-cut into VAD frames.
+            pending = np.concatenate([pending, samples])
+            n = segmenter.frame_samples
+            while pending.size >= n:
+                frame, pending = pending[:n], pending[n:]
+                for event in segmenter.push(frame, item.t):
+                    self.tracker.on_speech(event)
+
+        self._source_loop("audio", self._open_audio, self.microphone, on_block,
+                          self.config.microphone.read_timeout_seconds)
+
+    def _on_frame(self, item) -> None:
+        now = self._clock()
+        if now - item.t > self.config.watchdog.max_frame_age_seconds:
+            raise SourceTimeout(f"frame is {now - item.t:.1f} s old (stale)")
+        self._check_frozen(item)
+        self.camera.recovered()
+        if self._health is not None:
+            self._health.frame_seen()
+        observation = self.pipeline.observe_face(item.data)
+        if self._health is not None:
+            self._health.inference_ok()
+        landmarks = None
+        if observation is not None and self._landmarker is not None and \
+                (self.tracker.current is not None or not observation.problems):
+            landmarks = self._landmarker.landmarks(item.data, observation.face)
+        self.tracker.on_frame(item.t, observation, landmarks)
+
+    def _check_frozen(self, item) -> None:
+        # A camera stack that keeps handing out the same buffer is as dead as one that blocks.
+        digest = hash(item.data[::16, ::16].tobytes())
+        if digest != self._last_frame_digest:
+            self._last_frame_digest, self._frozen_since = digest, item.t
+        elif item.t - self._frozen_since > self.config.watchdog.max_frame_age_seconds:
+            raise SourceTimeout("camera returns the same frame over and over (frozen)")
+
+    def _dispatch(self, job: EmbedJob) -> bool:
+        try:
+            if job.kind == "face":
+                self._jobs.put_nowait(job)
+            else:
+                self._jobs.put(job, timeout=1.0)
+            return True
+        except queue.Full:
+            return False
+
+    def _embed_worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._jobs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                if job.kind == "face":
+                    embedding = self.pipeline.embed_chip(job.data)
+                else:
+                    embedding = self.pipeline.embed_window(job.data)
+                job.attempt.deliver(job, embedding)
+            except Exception as exc:
+                log.error("embedding failed: %s", exc)
+                job.attempt.deliver(job, None, f"{job.kind}_embedding_failed")
+
+    # --- decisions -------------------------------------------------------------------------
+    def _decide(self, attempt: Attempt) -> None:
+        error = None
+        try:
+            decision = self._evaluate(attempt)
+        except Exception as exc:
+            log.exception("attempt %d: decision failed", attempt.id)
+            error = f"{type(exc).__name__}"
+            decision = decide([], self.policy, error=error)
+        if decision.accepted:
+            try:
+                self.lock.grant()
+            except Exception:
+                log.exception("attempt %d: lock failed", attempt.id)
+                decision = decide([], self.policy, error="lock_failed")
+        decided_at = self._clock()
+        speech_end = attempt.speech_ended_at
+        latency_ms = (decided_at - (speech_end if speech_end is not None else attempt.ended_at)) * 1000
+        try:
+            if decision.accepted:
+                self.lockout.record_success()
+            elif decision.reason in COUNTED_FAILURES:
+                self.lockout.record_failure()
+        except AvidError as exc:
+            log.error("lockout state not saved: %s", exc)
+        abandoned = attempt.end_reason == "timeout" and attempt.speech_started_at is None
+        self._log_decision(attempt, decision, latency_ms, abandoned)
+        event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at)
+        self.events.append(event)
+        if self._on_decision is not None:
+            self._on_decision(event)
+
+    def _evaluate(self, attempt: Attempt) -> Decision:
+        if self.lockout.locked_out:
+            return decide([], self.policy, locked_out=True)
+        if not attempt.wait_settled(SETTLE_TIMEOUT_SECONDS):
+            return decide([], self.policy, error="embedding_timeout")
+        if attempt.errors:
+            return decide([], self.policy, error=attempt.errors[0])
+        config = self.config.attempt
+        problems = []
+        voice_embedding = None
+        if attempt.speech_started_at is None:
+            problems.append("no_speech")
+        elif attempt.voice.seconds < config.min_speech_seconds:
+            problems.append("speech_too_short")
+        else:
+            # The only encoder work left after speech ends: the last, partial window(s).
+            windows = [attempt.window_embeddings[k] for k in sorted(attempt.window_embeddings)]
+            windows += [self.pipeline.embed_window(w) for w in attempt.voice.finish()]
+            voice_embedding = mean_embedding(windows)
+        face_embeddings = attempt.face_embeddings()
+        if not face_embeddings:
+            problems.insert(0, attempt.face_problems.most_common(1)[0][0] if attempt.face_problems else "no_face")
+        liveness = None
+        if self.policy.liveness_required and not problems:
+            liveness = self._check_liveness(attempt)
+        voice_quality = min(1.0, attempt.voice.seconds / 3.0)
+        candidates = score_candidates(self._people(), face_embeddings, voice_embedding, self.fusion,
+                                      attempt.face_quality(), voice_quality)
+        return decide(candidates, self.policy, problems=problems, liveness=liveness)
+
+    def _check_liveness(self, attempt: Attempt) -> LivenessResult:
+        if self._liveness is None:
+            return LivenessResult(False, None, "no liveness check available")
+        try:
+            return self._liveness(attempt)
+        except Exception as exc:
+            log.error("attempt %d: liveness check failed: %s", attempt.id, exc)
+            return LivenessResult(False, None, f"error: {type(exc).__name__}")
+
+    def _log_decision(self, attempt: Attempt, decision: Decision, latency_ms: float, abandoned: bool):
+        def fmt(value):
+            return "-" if value is None else f"{value:.2f}"
+
+        level = logging.INFO if decision.accepted or abandoned else logging.WARNING
+        decisions_log.log(
+            level, "attempt=%d decision=%s person=%s reason=%s face=%s voice=%s fused=%s "
+                   "runner_up=%s liveness=%s speech_s=%.1f faces=%d end=%s latency_ms=%.0f",
+            attempt.id, decision.decision, decision.person or "-",
+            "abandoned" if abandoned and not decision.accepted else decision.reason,
+            fmt(decision.face), fmt(decision.voice), fmt(decision.fused), fmt(decision.runner_up),
+            fmt(decision.liveness), attempt.voice.seconds, len(attempt.faces), attempt.end_reason,
+            latency_ms)
