@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up avid on a fresh Debian / Raspberry Pi OS machine (Python >= 3.11) in ./.venv.
+#   bash tools/bootstrap.sh          runtime: the package and its dependencies (enough for `avid demo`)
+#   bash tools/bootstrap.sh test     also the test extras and the system tools the tests use
+# System packages are installed with apt only when missing (as root, or through sudo):
+#   libportaudio2  PortAudio, which sounddevice loads when a real microphone is opened
+#   python3-venv   to create the virtual environment
+#   systemd        (test) systemd-analyze, to verify the unit and its security score offline
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-runtime}"
+
+python=${PYTHON:-python3}
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudio2)
+"$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [[ $mode == test ]]; then
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    echo "bootstrap: installing ${missing[*]} with apt"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+extras=""
+[[ $mode == test ]] && extras="[test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+echo "bootstrap: ready (.venv, mode $mode)"
