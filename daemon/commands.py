@@ -208,6 +208,7 @@ def build_loop(config: Config, lock, clock=time.monotonic, on_decision=None, hea
     from daemon.service.loop import CaptureLoop
 
     pipeline = pipeline or door.make_pipeline(config)
+    pipeline.warm_up()
     store = door.open_store(config, pipeline.models_fingerprint)
     people = store.load()
     if store.refused:

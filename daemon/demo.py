@@ -140,9 +140,12 @@ def run_demo() -> int:
         finally:
             lock.close()
         pin = factory.pin(config.lock.relay_pin)
-        print("\nrelay timeline (GPIO%d, True = energised = door unlocked):" % config.lock.relay_pin)
+        print("\nrelay timeline (GPIO%d; t from the start of the replay):" % config.lock.relay_pin)
+        # MockPin records the time since the previous change; add them up.
+        elapsed = 0.0
         for state in pin.states:
-            print(f"  t={state.timestamp:6.2f}s  {'ENERGISED' if state.state else 'de-energised'}")
+            elapsed += state.timestamp
+            print(f"  t={elapsed:6.2f}s  {'ENERGISED (unlocked)' if state.state else 'de-energised (locked)'}")
         return _check(results, pin)
 
 

@@ -23,7 +23,8 @@ from daemon.embed.face_encoder import FaceEncoder
 from daemon.embed.mel import mel_spectrogram, normalize_volume
 from daemon.embed.runtime import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
 from daemon.embed.speaker_encoder import SpeakerEncoder
-from daemon.embed.voice_windows import WINDOW_FRAMES, VoiceWindows, mean_embedding
+from daemon.embed.speaker_encoder import WINDOW_FRAMES, mean_embedding
+from daemon.embed.voice_windows import VoiceWindows
 from daemon.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Pipeline:
 
     def __init__(self, models_dir: Path | None = None, num_threads: int = 1,
                  min_face_width_px: int = 60, min_brightness: float = 40.0,
-                 vad_aggressiveness: int = 2, max_speech_seconds: float = 6.0):
+                 vad_aggressiveness: int = 3, max_speech_seconds: float = 6.0):
         models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
         self.manifest = read_manifest(models_dir)
         self.models_fingerprint = models_fingerprint(self.manifest)
@@ -65,6 +66,13 @@ class Pipeline:
         self._vad_aggressiveness = vad_aggressiveness
         self.max_speech_seconds = max_speech_seconds
 
+    def warm_up(self) -> None:
+        """Run every model once so that the first person at the door does not pay for set-up."""
+        blank = np.full((480, 640, 3), 64, np.uint8)
+        self.detector.detect(blank)
+        self.face_encoder.embed(np.zeros((150, 150, 3), np.uint8))
+        self.embed_window(np.zeros(WINDOW_FRAMES * 160, np.float32))
+
     # --- face -------------------------------------------------------------------------------
     def observe_face(self, frame_bgr: np.ndarray, with_chip: bool = True) -> FaceObservation | None:
         """Detect the most prominent face of a frame and judge it; None if there is no face."""
@@ -72,8 +80,8 @@ class Pipeline:
         if not faces:
             return None
         face = max(faces, key=lambda f: f.width * f.score)
-        quality = assess_face(frame_bgr, face, min_face_width_px=self._min_face_width_px,
-                              min_brightness=self._min_brightness)
+        quality = assess_face(frame_bgr, face, min_box_width_px=self._min_face_width_px,
+                              min_luminance_mean=self._min_brightness)
         chip = face_chip(frame_bgr, face.keypoints) if with_chip else None
         return FaceObservation(face, quality.score, tuple(quality.problems), chip)
 
@@ -101,7 +109,7 @@ class Pipeline:
         """The utterance embedding of voiced audio, through the same windows as the door uses."""
         windows = VoiceWindows(self.max_speech_seconds)
         chunks = windows.add(voiced) + windows.finish()
-        return mean_embedding([self.embed_window(w) for w in chunks])
+        return mean_embedding([self.embed_window(w) for w in chunks]) if chunks else None
 
     def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0) -> VoiceResult:
         """Segment a recording with the VAD and embed its speech."""

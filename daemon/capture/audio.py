@@ -63,6 +63,16 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+def room_tone(recording: np.ndarray, n_samples: int, head_seconds: float = 0.25) -> np.ndarray:
+    """``n_samples`` of a recording's background: its first ``head_seconds``, mirrored and repeated
+    (mirroring avoids clicks at the joins)."""
+    head = recording[:int(head_seconds * SAMPLE_RATE_HZ)]
+    if n_samples <= 0 or head.size == 0:
+        return np.zeros(max(0, n_samples), np.float32)
+    pair = np.concatenate([head, head[::-1]])
+    return np.tile(pair, n_samples // pair.size + 1)[:n_samples].astype(np.float32)
+
+
 class SoundDeviceMicrophone(ThreadedSource):
     """A PortAudio input read in blocks with sounddevice's blocking API."""
 
@@ -99,8 +109,11 @@ class SoundDeviceMicrophone(ThreadedSource):
 class ReplayAudio(ThreadedSource):
     """WAV files played in blocks, in real time or as fast as possible (lossless).
 
-    ``gap_seconds`` of silence is played before the first file, between files and after the last,
-    so that voice activity detection sees each file as one utterance.
+    ``gap_seconds`` of room tone is played before the first file, between files and after the last,
+    so that voice activity detection sees each file as one utterance. A live microphone never
+    delivers digital silence, and webrtcvad adapts to the background it hears: after true zeros it
+    takes a recording's own background noise for speech. So gaps are filled with the neighbouring
+    recording's background (its first 250 ms, mirrored and repeated).
     """
 
     name = "microphone-replay"
@@ -113,7 +126,7 @@ class ReplayAudio(ThreadedSource):
         if missing:
             raise SourceError(f"replay WAV files not found: {', '.join(missing)}")
         self._block = SAMPLE_RATE_HZ * block_ms // 1000
-        self._gap = np.zeros(int(gap_seconds * SAMPLE_RATE_HZ), dtype=np.float32)
+        self._gap_samples = int(gap_seconds * SAMPLE_RATE_HZ)
         self._pacer = Pacer(1000.0 / block_ms, clock, sleep) if realtime else None
         self._blocks = None
 
@@ -121,10 +134,13 @@ class ReplayAudio(ThreadedSource):
         self._blocks = self._iterate()
 
     def _iterate(self):
-        pieces = [self._gap]
-        for path in self.paths:
-            pieces += [read_wav(path), self._gap]
-        audio = np.concatenate(pieces)
+        recordings = [read_wav(path) for path in self.paths]
+        pieces = []
+        for recording in recordings:
+            pieces += [room_tone(recording, self._gap_samples), recording]
+        if recordings:
+            pieces.append(room_tone(recordings[-1], self._gap_samples))
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         for start in range(0, audio.size - self._block + 1, self._block):
             yield audio[start:start + self._block]
 

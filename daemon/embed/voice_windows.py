@@ -14,13 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.capture.audio import SAMPLE_RATE_HZ
+from daemon.embed.mel import HOP_LENGTH
+from daemon.embed.speaker_encoder import (  # noqa: F401 - mean_embedding re-exported
+    MIN_COVERAGE, PARTIALS_PER_SECOND, WINDOW_FRAMES, mean_embedding)
 
-HOP_SAMPLES = 160                 # 10 ms mel hop
-WINDOW_FRAMES = 160               # 1.6 s per window
-FRAME_STEP = int(np.round((SAMPLE_RATE_HZ / 1.3) / HOP_SAMPLES))  # Resemblyzer: 1.3 windows per second
-WINDOW_SAMPLES = WINDOW_FRAMES * HOP_SAMPLES
-STEP_SAMPLES = FRAME_STEP * HOP_SAMPLES
-MIN_COVERAGE = 0.75
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP_LENGTH
+STEP_SAMPLES = int(np.round((SAMPLE_RATE_HZ / PARTIALS_PER_SECOND) / HOP_LENGTH)) * HOP_LENGTH
 
 
 class VoiceWindows:
@@ -81,11 +80,3 @@ class VoiceWindows:
         if window.size < WINDOW_SAMPLES:
             window = np.pad(window, (0, WINDOW_SAMPLES - window.size))
         return window
-
-
-def mean_embedding(window_embeddings: list[np.ndarray]) -> np.ndarray | None:
-    """The utterance embedding: unit-length mean of the window embeddings (None if none)."""
-    if not window_embeddings:
-        return None
-    mean = np.mean(window_embeddings, axis=0)
-    return (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)

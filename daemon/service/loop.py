@@ -30,7 +30,7 @@ from daemon.decide.decision import Decision, LivenessResult, Policy, decide
 from daemon.detect.vad import SpeechSegmenter
 from daemon.errors import AvidError, SourceError, SourceTimeout
 from daemon.fuse.fusion import FusionParams, score_candidates
-from daemon.embed.voice_windows import mean_embedding
+from daemon.embed.speaker_encoder import mean_embedding
 
 log = logging.getLogger(__name__)
 #: The decision log: one line per attempt with stable key=value fields.
@@ -313,7 +313,7 @@ class CaptureLoop:
             # The only encoder work left after speech ends: the last, partial window(s).
             windows = [attempt.window_embeddings[k] for k in sorted(attempt.window_embeddings)]
             windows += [self.pipeline.embed_window(w) for w in attempt.voice.finish()]
-            voice_embedding = mean_embedding(windows)
+            voice_embedding = mean_embedding(windows) if windows else None
         face_embeddings = attempt.face_embeddings()
         if not face_embeddings:
             problems.insert(0, attempt.face_problems.most_common(1)[0][0] if attempt.face_problems else "no_face")
