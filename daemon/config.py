@@ -96,7 +96,9 @@ class MicrophoneConfig(_Section):
 class VadConfig(_Section):
     """Speech segmentation with webrtcvad and hysteresis."""
 
-    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad aggressiveness, 0 (least) to 3.")
+    aggressiveness: int = Field(
+        3, ge=0, le=3, description="webrtcvad aggressiveness, 0 (least) to 3; 3 keeps door-side "
+                                   "background noise out of the utterance.")
     start_frames: int = Field(
         4, ge=1, le=100, description="Voiced frames in a row that start an utterance.")
     end_frames: int = Field(
@@ -113,6 +115,9 @@ class AttemptConfig(_Section):
     max_speech_seconds: float = Field(
         6.0, gt=0, le=30, description="Voiced audio beyond this is not embedded.")
     best_faces: int = Field(3, ge=1, le=10, description="Face frames kept (the best by quality).")
+    min_face_score: float = Field(
+        0.72, ge=0.5, le=1.0, description="BlazeFace confidence below which a detection is ignored "
+                                          "(random noise scores up to about 0.67; real faces 0.74+).")
     min_face_width_px: int = Field(
         60, ge=16, le=2000, description="Faces narrower than this are rejected as face_too_small.")
     min_brightness: float = Field(
@@ -237,7 +242,16 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
         shown = "" if self.value is None else f" (got {self.value!r})"
-        return f"{where}{self.path or '<top level>'}: {self.message}{shown}"
+        return f"{where}{_printable(self.path) or '<top level>'}: {_printable(self.message)}{shown}"
+
+
+def _code_point(character: int | str) -> int:
+    return character if isinstance(character, int) else ord(character[:1] or "\0")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so that each problem stays on one report line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InvalidConfig(ConfigError):
@@ -259,8 +273,13 @@ class InvalidConfig(ConfigError):
 def _line_index(text: str) -> dict[tuple, int]:
     """Map key paths to 1-based line numbers by walking the YAML node tree."""
     index: dict[tuple, int] = {}
+    entered: set[int] = set()
 
     def walk(node, path):
+        # An alias can make the node graph cyclic ("a: &x [*x]"): enter each node once.
+        if id(node) in entered:
+            return
+        entered.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 child = path + (str(key_node.value),)
@@ -273,10 +292,10 @@ def _line_index(text: str) -> dict[tuple, int]:
 
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
-    if root is not None:
-        walk(root, ())
+        if root is not None:
+            walk(root, ())
+    except (yaml.YAMLError, RecursionError):
+        pass
     return index
 
 
@@ -289,6 +308,35 @@ def _fields_of(path: tuple) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+def _key_path(loc: tuple) -> tuple:
+    """``loc`` without the union-branch tags pydantic appends after a field ('int', 'str', ...)."""
+    model: type[BaseModel] | None = Config
+    for depth, part in enumerate(loc):
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return loc  # an unknown key or a bad mapping key: the location is already the user's
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return loc[:depth + 1] + tuple(p for p in loc[depth + 1:] if isinstance(p, int))
+    return loc
+
+
+def _merge_union_errors(errors: list[dict]) -> list[dict]:
+    """One error per key: a value that fits no branch of ``int | str`` is one mistake, not two."""
+    merged: dict[tuple, dict] = {}
+    for error in errors:
+        loc = _key_path(tuple(error["loc"]))
+        if loc in merged and loc != tuple(error["loc"]):
+            first = merged[loc]
+            extra = error["msg"].removeprefix("Input should be ")
+            first["msg"] = f"{first['msg']} or {extra}"
+            continue
+        merged.setdefault(loc, dict(error, loc=loc))
+    return list(merged.values())
 
 
 def _problem_from(error: dict, lines: dict[tuple, int]) -> ConfigProblem:
@@ -319,11 +367,18 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text and return the :class:`Config`, or raise :class:`InvalidConfig`."""
     try:
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        raise InvalidConfig(source, [ConfigProblem(
+            "", f"not valid YAML: {exc.reason} (character U+{_code_point(exc.character):04X})",
+            None, line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidConfig(source, [ConfigProblem(
             "", f"not valid YAML: {problem}", None, mark.line + 1 if mark else None)]) from None
+    except RecursionError:
+        raise InvalidConfig(source, [ConfigProblem("", "not valid YAML: nested too deeply")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -339,7 +394,10 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from(e, lines) for e in exc.errors(include_url=False)]
+        problems += [_problem_from(e, lines) for e in _merge_union_errors(exc.errors(include_url=False))]
+    except RecursionError:
+        # Aliases can build a self-containing value ("path: &x [*x]"); no setting is like that.
+        problems.append(ConfigProblem("", "a value refers to itself (recursive YAML alias)"))
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise InvalidConfig(source, problems)

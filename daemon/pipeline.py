@@ -53,12 +53,12 @@ class Pipeline:
     """Detector, encoders and their pre-processing, loaded and verified once."""
 
     def __init__(self, models_dir: Path | None = None, num_threads: int = 1,
-                 min_face_width_px: int = 60, min_brightness: float = 40.0,
+                 min_face_width_px: int = 60, min_brightness: float = 40.0, min_face_score: float = 0.72,
                  vad_aggressiveness: int = 3, max_speech_seconds: float = 6.0):
         models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
         self.manifest = read_manifest(models_dir)
         self.models_fingerprint = models_fingerprint(self.manifest)
-        self.detector = FaceDetector(models_dir=models_dir, num_threads=num_threads)
+        self.detector = FaceDetector(models_dir=models_dir, num_threads=num_threads, min_score=min_face_score)
         self.face_encoder = FaceEncoder(models_dir=models_dir, num_threads=num_threads)
         self.speaker_encoder = SpeakerEncoder(models_dir=models_dir, num_threads=num_threads)
         self._min_face_width_px = min_face_width_px

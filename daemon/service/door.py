@@ -79,6 +79,7 @@ def make_pipeline(config: Config) -> Pipeline:
     return Pipeline(config.models.directory, config.models.num_threads,
                     min_face_width_px=config.attempt.min_face_width_px,
                     min_brightness=config.attempt.min_brightness,
+                    min_face_score=config.attempt.min_face_score,
                     vad_aggressiveness=config.vad.aggressiveness,
                     max_speech_seconds=config.attempt.max_speech_seconds)
 

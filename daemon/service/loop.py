@@ -198,7 +198,12 @@ class CaptureLoop:
             nonlocal pending
             samples = np.asarray(item.data, dtype=np.float32).reshape(-1)
             if not np.all(np.isfinite(samples)):
-                raise SourceError("audio block contains NaN or infinite samples")
+                # Garbage from a working device: drop it and the utterance it broke, keep reading.
+                self.microphone.failed("audio block contains NaN or infinite samples")
+                self.tracker.abort(item.t, "microphone_garbage")
+                segmenter.reset()
+                pending = np.zeros(0, np.float32)
+                return
             self.microphone.recovered()
             self.tracker.on_audio(item.t, samples)
             # Blocks of any size (short reads included) are re-cut into VAD frames.

@@ -1,0 +1,25 @@
+"""Shared fixtures: the real models are loaded once per session."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from daemon.pipeline import Pipeline
+
+    return Pipeline()
+
+
+@pytest.fixture
+def mock_factory():
+    """gpiozero's own MockFactory, closed afterwards."""
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    yield factory
+    factory.close()
