@@ -1,0 +1,14 @@
+"""`avid demo` end to end: the real pipeline on the bundled clips, mock GPIO."""
+
+from daemon.cli import main
+
+
+def test_demo_accepts_enrolled_denies_stranger_and_photo(capsys, monkeypatch):
+    monkeypatch.delenv("AVID_STATE_DIR", raising=False)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "DEMO OK" in out
+    assert out.count("ACCEPT") == 3 and out.count("DENY") == 2
+    assert "reason=liveness_failed" in out and "reason=no_match" in out
+    timeline = [line for line in out.splitlines() if "ENERGISED" in line]
+    assert len(timeline) == 3
