@@ -202,7 +202,7 @@ def _fmt(value) -> str:
 
 # --- the daemon --------------------------------------------------------------------------------
 def build_loop(config: Config, lock, clock=time.monotonic, on_decision=None, health=None,
-               stop_at_end_of_replay: bool = False, pipeline=None):
+               stop_at_end_of_replay: bool = False, pipeline=None, notifier=None):
     """Assemble the capture loop of a door (used by ``run``, ``demo`` and the tests)."""
     from daemon.liveness.check import make_liveness_check
     from daemon.service.loop import CaptureLoop
@@ -224,7 +224,7 @@ def build_loop(config: Config, lock, clock=time.monotonic, on_decision=None, hea
     return CaptureLoop(config, pipeline, lock, lockout, lambda: list(people.values()), point.fusion,
                        policy, open_frames, open_audio, liveness=liveness, landmarker=landmarker,
                        health=health, clock=clock, on_decision=on_decision,
-                       stop_at_end_of_replay=stop_at_end_of_replay)
+                       stop_at_end_of_replay=stop_at_end_of_replay, notifier=notifier)
 
 
 def run(config: Config, args) -> int:
@@ -232,12 +232,18 @@ def run(config: Config, args) -> int:
     from daemon.service.sdnotify import Notifier
     from daemon.service.watchdog import HealthGate
 
+    from daemon.actuate.door_io import open_door_monitor
+    from daemon.actuate.lock import make_pin_factory
+
     notifier = Notifier()
-    lock = open_lock(config.lock)
+    factory = make_pin_factory(config.lock.pin_factory)
+    lock = open_lock(config.lock, pin_factory=factory)
+    monitor = None
     try:
+        monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
-        loop = build_loop(config, lock, health=health,
+        loop = build_loop(config, lock, health=health, notifier=notifier,
                           stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
 
         def on_signal(signum, frame):
@@ -251,6 +257,8 @@ def run(config: Config, args) -> int:
         notifier.status("running")
         loop.run()
     finally:
+        if monitor is not None:
+            monitor.close()
         lock.close()
         notifier.stopping()
         notifier.close()

@@ -53,11 +53,17 @@ class Lock:
         self._unlock_seconds = unlock_seconds
         self._clock = clock
         self._relock_at: float | None = None
+        self.granted_until = float("-inf")
         self._wake = threading.Condition()
         self._closed = False
         self._relay.off()
         self._thread = threading.Thread(target=self._relock_when_due, name="avid-relock", daemon=True)
         self._thread.start()
+
+    @property
+    def unlock_seconds(self) -> float:
+        """How long a grant keeps the relay energised."""
+        return self._unlock_seconds
 
     @property
     def is_unlocked(self) -> bool:
@@ -70,6 +76,7 @@ class Lock:
             if self._closed:
                 raise LockError("lock is closed")
             self._relock_at = self._clock() + (seconds or self._unlock_seconds)
+            self.granted_until = self._relock_at
             self._relay.on()
             self._wake.notify()
         log.info("lock: relay energised for %.1f s", seconds or self._unlock_seconds)

@@ -54,23 +54,31 @@ class DecisionEvent:
 
 
 class DeviceHealth:
-    """Logs a device going away once, and once when it is back (not every frame)."""
+    """Logs a device going away once, and once when it is back (not every frame).
 
-    def __init__(self, name: str):
+    ``status`` (e.g. the sd_notify ``STATUS=`` sender) hears the same two transitions.
+    """
+
+    def __init__(self, name: str, status: Callable[[str], object] | None = None):
         self.name = name
         self.ok = True
         self.failures = 0
+        self._status = status
 
     def failed(self, why: str) -> None:
         self.failures += 1
         if self.ok:
             self.ok = False
             log.warning("%s unavailable: %s (attempts are denied until it is back)", self.name, why)
+            if self._status:
+                self._status(f"{self.name} unavailable: {why}")
 
     def recovered(self) -> None:
         if not self.ok:
             self.ok = True
             log.info("%s is back", self.name)
+            if self._status:
+                self._status("running")
 
 
 class CaptureLoop:
@@ -78,7 +86,8 @@ class CaptureLoop:
 
     ``open_frames`` and ``open_audio`` build a fresh source (called again after a device fault);
     ``people`` is a callable returning the enrolled people; ``liveness`` a callable
-    ``(attempt) -> LivenessResult``; ``health`` an optional :class:`HealthGate`.
+    ``(attempt) -> LivenessResult``; ``health`` an optional :class:`HealthGate`; ``notifier`` an
+    optional sd_notify client for ``STATUS=`` lines.
     """
 
     def __init__(self, config, pipeline, lock, lockout, people: Callable[[], list],
@@ -86,7 +95,7 @@ class CaptureLoop:
                  open_audio: Callable[[], ThreadedSource], liveness=None, landmarker=None,
                  health=None, clock: Callable[[], float] = time.monotonic,
                  on_decision: Callable[[DecisionEvent], None] | None = None,
-                 stop_at_end_of_replay: bool = False):
+                 stop_at_end_of_replay: bool = False, notifier=None):
         self.config = config
         self.pipeline = pipeline
         self.lock = lock
@@ -106,8 +115,9 @@ class CaptureLoop:
         self._finished: queue.Queue = queue.Queue()
         self.tracker = AttemptTracker(config.attempt, self._dispatch, self._finished.put,
                                       keep_liveness_frames=liveness is not None)
-        self.camera = DeviceHealth("camera")
-        self.microphone = DeviceHealth("microphone")
+        status = notifier.status if notifier is not None else None
+        self.camera = DeviceHealth("camera", status)
+        self.microphone = DeviceHealth("microphone", status)
         self._ended = {"frames": False, "audio": False}
         self.events: list[DecisionEvent] = []
         self._threads: list[threading.Thread] = []
