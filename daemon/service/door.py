@@ -85,8 +85,13 @@ def make_pipeline(config: Config) -> Pipeline:
 
 
 def open_store(config: Config, fingerprint: str, create_key: bool = False) -> TemplateStore:
-    """The template store under the state directory, unlocked with the device key."""
-    key = load_device_key(config.state_dir, config.state.key_file, create=create_key)
+    """The template store under the state directory, unlocked with the device key.
+
+    A missing key is created when ``create_key`` is true, or when no template exists yet (a fresh
+    door); with templates and no key the store cannot be opened, which is an error.
+    """
+    fresh = not any((config.state_dir / "templates").glob("*.tpl"))
+    key = load_device_key(config.state_dir, config.state.key_file, create=create_key or fresh)
     return TemplateStore(config.state_dir, key, fingerprint)
 
 
