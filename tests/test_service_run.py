@@ -106,6 +106,11 @@ def test_stale_frames_stop_the_watchdog(tmp_path, notify_socket):
             pass
     process.terminate()
     process.wait(timeout=10)
+    while True:
+        try:
+            received.append((time.monotonic(), sock.recv(4096).decode()))
+        except socket.timeout:
+            break
     ready_at = next(t for t, m in received if m == "READY=1")
     pings = [t for t, m in received if m == "WATCHDOG=1"]
     assert any("camera unavailable" in m for _, m in received)
