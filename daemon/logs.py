@@ -15,9 +15,24 @@ import sys
 _PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 
 
-def under_systemd(environ=os.environ) -> bool:
-    """True when stderr is connected to journald by systemd."""
-    return bool(environ.get("INVOCATION_ID") or environ.get("JOURNAL_STREAM"))
+def under_systemd(environ=os.environ, stream=None) -> bool:
+    """True when stderr is connected to journald by systemd.
+
+    ``JOURNAL_STREAM`` (``device:inode``) is checked against stderr itself, as systemd.exec(5)
+    advises, so that a command started from a unit's shell but writing to a terminal keeps readable
+    lines; ``INVOCATION_ID`` alone counts only when stderr is not a terminal.
+    """
+    stream = stream if stream is not None else sys.stderr
+    journal = environ.get("JOURNAL_STREAM")
+    try:
+        fd = stream.fileno()
+        info = os.fstat(fd)
+        is_tty = os.isatty(fd)
+    except (OSError, ValueError, AttributeError):
+        return bool(journal or environ.get("INVOCATION_ID"))
+    if journal:
+        return journal == f"{info.st_dev}:{info.st_ino}"
+    return bool(environ.get("INVOCATION_ID")) and not is_tty
 
 
 class JournalFormatter(logging.Formatter):

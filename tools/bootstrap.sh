@@ -6,6 +6,8 @@
 #   libportaudio2  PortAudio, which sounddevice loads when a real microphone is opened
 #   python3-venv   to create the virtual environment
 #   systemd        (test) systemd-analyze, to verify the unit and its security score offline
+#   python3-seccomp (test) libseccomp for /usr/bin/python3: tools/run_sandboxed.py applies the unit's
+#                  SystemCallFilter= and MemoryDenyWriteExecute= in tests/test_systemd_unit.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -16,6 +18,7 @@ ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudi
 "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [[ $mode == test ]]; then
     command -v systemd-analyze >/dev/null || missing+=(systemd)
+    /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Install (or remove) avid as a systemd service on a Raspberry Pi / Debian machine. Run as root.
+#
+#   sudo tools/install.sh                 install or upgrade, enable and (re)start avid.service
+#   sudo tools/install.sh --no-start      the same, but leave the service stopped (enabled for boot)
+#   sudo tools/install.sh --uninstall     remove the unit and /opt/avid; keep /etc/avid, /var/lib/avid
+#   sudo tools/install.sh --uninstall --purge   also remove config, device key, templates and the user
+#   tools/install.sh --dry-run [...]      print every step and change nothing (root not needed)
+#
+# Running it again is safe: existing config, device key, templates and user are left alone.
+set -euo pipefail
+
+readonly PREFIX=/opt/avid
+readonly VENV="$PREFIX/venv"
+readonly CONFIG_DIR=/etc/avid
+readonly CONFIG_FILE="$CONFIG_DIR/config.yaml"
+readonly KEY_FILE="$CONFIG_DIR/device.key"
+readonly STATE_DIR=/var/lib/avid
+readonly UNIT_FILE=/etc/systemd/system/avid.service
+readonly SYSUSERS_FILE=/etc/sysusers.d/avid.conf
+readonly TMPFILES_FILE=/etc/tmpfiles.d/avid.conf
+readonly SERVICE_USER=avid
+readonly KEY_BYTES=32
+# Debian's interpreter (python3-venv is for it): the avid user must be able to run the venv's python.
+readonly PYTHON="${AVID_PYTHON:-/usr/bin/python3}"
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DRY_RUN=0
+START=1
+ACTION=install
+PURGE=0
+
+usage() {
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+say() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Print a command, then run it unless this is a dry run.
+run() {
+    printf '+ %s\n' "$*"
+    if [[ $DRY_RUN == 0 ]]; then
+        "$@"
+    fi
+}
+
+systemd_running() {
+    [[ -d /run/systemd/system ]]
+}
+
+# systemctl only where systemd is PID 1 (not in a chroot or image build); a dry run shows it anyway.
+# 'enable' and 'disable' only edit symlinks, so they run offline too.
+run_systemctl() {
+    if [[ $DRY_RUN == 1 || $1 == enable || $1 == disable ]] || systemd_running; then
+        run systemctl "$@"
+    else
+        say "systemd is not running here: skipping 'systemctl $*'"
+    fi
+}
+
+on_raspberry_pi() {
+    grep -qs 'Raspberry Pi' /proc/device-tree/model
+}
+
+config_template() {
+    local candidate
+    for candidate in "${AVID_CONFIG_TEMPLATE:-}" "$REPO_DIR/config.yaml" "$REPO_DIR/config.example.yaml"; do
+        if [[ -n $candidate && -f $candidate ]]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_packages() {
+    say "installing system packages"
+    local packages=(python3-venv python3-pip libportaudio2)
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+}
+
+create_user() {
+    say "creating system user $SERVICE_USER (groups video, audio, gpio)"
+    run install -D -m 0644 "$REPO_DIR/systemd/avid.sysusers.conf" "$SYSUSERS_FILE"
+    if command -v systemd-sysusers >/dev/null; then
+        run systemd-sysusers "$SYSUSERS_FILE"
+        return
+    fi
+    if ! getent group gpio >/dev/null; then
+        run groupadd --system gpio
+    fi
+    if ! getent passwd "$SERVICE_USER" >/dev/null; then
+        run useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "avid door identity daemon" "$SERVICE_USER"
+    fi
+    run usermod --append --groups video,audio,gpio "$SERVICE_USER"
+}
+
+create_directories() {
+    say "creating $CONFIG_DIR (0750 root:avid) and $STATE_DIR (0700 avid)"
+    run install -D -m 0644 "$REPO_DIR/systemd/avid.tmpfiles.conf" "$TMPFILES_FILE"
+    if command -v systemd-tmpfiles >/dev/null; then
+        run systemd-tmpfiles --create "$TMPFILES_FILE"
+    else
+        run install -d -m 0750 -o root -g "$SERVICE_USER" "$CONFIG_DIR"
+        run install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_USER" "$STATE_DIR"
+    fi
+}
+
+install_venv() {
+    say "installing avid into the virtual environment $VENV"
+    if [[ ! -x $VENV/bin/python ]]; then
+        run "$PYTHON" -m venv "$VENV"
+    fi
+    run "$VENV/bin/pip" install --upgrade "$REPO_DIR"
+    if on_raspberry_pi; then
+        # gpiozero's default pin factory on Bookworm (setup.py pulls it only on aarch64, not on 32-bit Pi OS).
+        run "$VENV/bin/pip" install --upgrade lgpio
+    fi
+    install_models
+    run install -D -m 0644 "$REPO_DIR/docs/install.md" "$PREFIX/docs/install.md"
+}
+
+# The daemon reads its models from the folder the installed package names; make sure they are there.
+install_models() {
+    local models_dir
+    if [[ $DRY_RUN == 1 && ! -x $VENV/bin/python ]]; then
+        models_dir="<models folder of the installed package>"
+    else
+        # -I: ask the installed package, not a daemon/ folder in the current directory.
+        models_dir="$("$VENV/bin/python" -I -c 'from daemon.embed.runtime import DEFAULT_MODELS_DIR as d; print(d)')"
+    fi
+    if [[ -f $models_dir/manifest.json ]] && cmp -s "$models_dir/manifest.json" "$REPO_DIR/models/manifest.json"; then
+        say "models already installed in $models_dir"
+        return
+    fi
+    say "installing the models into $models_dir"
+    run install -d -m 0755 "$models_dir"
+    run cp -r --no-preserve=ownership,mode "$REPO_DIR/models/." "$models_dir/"
+}
+
+install_config() {
+    if [[ -e $CONFIG_FILE ]]; then
+        say "keeping the existing $CONFIG_FILE"
+        return
+    fi
+    say "installing the example config as $CONFIG_FILE (0640 root:avid)"
+    local template
+    if ! template="$(config_template)"; then
+        [[ $DRY_RUN == 1 ]] || die "no example config found in $REPO_DIR (set AVID_CONFIG_TEMPLATE)"
+        warn "no example config found in $REPO_DIR yet"
+        template="$REPO_DIR/config.yaml"
+    fi
+    run install -m 0640 -o root -g "$SERVICE_USER" "$template" "$CONFIG_FILE"
+}
+
+generate_key() {
+    if [[ -e $KEY_FILE ]]; then
+        say "keeping the existing device key $KEY_FILE"
+        return
+    fi
+    say "generating the template encryption key $KEY_FILE ($KEY_BYTES random bytes, 0600 root)"
+    printf '+ head -c %s /dev/urandom > %s  (umask 077, chown root:root)\n' "$KEY_BYTES" "$KEY_FILE"
+    if [[ $DRY_RUN == 0 ]]; then
+        (umask 077 && head -c "$KEY_BYTES" /dev/urandom > "$KEY_FILE.tmp" \
+            && chown root:root "$KEY_FILE.tmp" && chmod 0600 "$KEY_FILE.tmp" \
+            && mv "$KEY_FILE.tmp" "$KEY_FILE")
+    fi
+}
+
+install_unit() {
+    say "installing the systemd unit $UNIT_FILE"
+    run install -m 0644 "$REPO_DIR/systemd/avid.service" "$UNIT_FILE"
+    run_systemctl daemon-reload
+    run_systemctl enable avid.service
+    if [[ $START == 1 ]]; then
+        # restart, not start: a reinstall must run the new code.
+        run_systemctl restart avid.service
+    else
+        say "not starting avid.service (--no-start); start it with: systemctl start avid"
+    fi
+}
+
+do_install() {
+    install_packages
+    create_user
+    create_directories
+    install_venv
+    install_config
+    generate_key
+    install_unit
+    say "done. Check with: systemctl status avid; journalctl -u avid -p warning"
+}
+
+do_uninstall() {
+    say "removing the avid service"
+    if [[ -e $UNIT_FILE || $DRY_RUN == 1 ]]; then
+        if systemd_running || [[ $DRY_RUN == 1 ]]; then
+            run_systemctl disable --now avid.service
+        else
+            run_systemctl disable avid.service
+        fi
+        run rm -f "$UNIT_FILE"
+        run_systemctl daemon-reload
+        run_systemctl reset-failed avid.service || true
+    fi
+    run rm -rf "$PREFIX"
+    if [[ $PURGE == 0 ]]; then
+        say "kept $CONFIG_DIR (config, device key), $STATE_DIR (templates) and user $SERVICE_USER; --purge removes them"
+        return
+    fi
+    say "purging config, device key, templates and user $SERVICE_USER"
+    run rm -rf "$CONFIG_DIR" "$STATE_DIR"
+    run rm -f "$SYSUSERS_FILE" "$TMPFILES_FILE"
+    if [[ $DRY_RUN == 1 ]] || getent passwd "$SERVICE_USER" >/dev/null; then
+        run userdel "$SERVICE_USER"
+    fi
+}
+
+main() {
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --dry-run) DRY_RUN=1 ;;
+            --no-start) START=0 ;;
+            --uninstall) ACTION=uninstall ;;
+            --purge) PURGE=1 ;;
+            -h|--help) usage; exit 0 ;;
+            *) usage >&2; die "unknown option: $1" ;;
+        esac
+        shift
+    done
+    if [[ $PURGE == 1 && $ACTION != uninstall ]]; then
+        die "--purge only goes with --uninstall"
+    fi
+    if [[ $DRY_RUN == 0 && $EUID -ne 0 ]]; then
+        die "run as root (sudo $0 $*), or add --dry-run to see the steps"
+    fi
+    if [[ $DRY_RUN == 1 ]]; then
+        say "dry run: nothing will be changed"
+    fi
+    "do_$ACTION"
+}
+
+main "$@"
