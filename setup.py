@@ -1,5 +1,7 @@
 """Installs the avid daemon (package ``daemon``) and its ``avid`` console script."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
@@ -11,7 +13,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["daemon", "daemon.*"]),
-    include_package_data=True,
+    package_data={"daemon": ["demo_data/*.md", "demo_data/*/*"]},
+    # The models are installed beside the interpreter's prefix (daemon/embed/runtime.py looks there
+    # when it is not running from a source checkout).
+    data_files=[("share/avid/models", sorted(str(p) for p in Path("models").iterdir() if p.is_file()))],
     install_requires=[
         "ai-edge-litert>=1.2",
         "numpy>=1.26",

@@ -120,26 +120,7 @@ install_venv() {
         # gpiozero's default pin factory on Bookworm (setup.py pulls it only on aarch64, not on 32-bit Pi OS).
         run "$VENV/bin/pip" install --upgrade lgpio
     fi
-    install_models
     run install -D -m 0644 "$REPO_DIR/docs/install.md" "$PREFIX/docs/install.md"
-}
-
-# The daemon reads its models from the folder the installed package names; make sure they are there.
-install_models() {
-    local models_dir
-    if [[ $DRY_RUN == 1 && ! -x $VENV/bin/python ]]; then
-        models_dir="<models folder of the installed package>"
-    else
-        # -I: ask the installed package, not a daemon/ folder in the current directory.
-        models_dir="$("$VENV/bin/python" -I -c 'from daemon.embed.runtime import DEFAULT_MODELS_DIR as d; print(d)')"
-    fi
-    if [[ -f $models_dir/manifest.json ]] && cmp -s "$models_dir/manifest.json" "$REPO_DIR/models/manifest.json"; then
-        say "models already installed in $models_dir"
-        return
-    fi
-    say "installing the models into $models_dir"
-    run install -d -m 0755 "$models_dir"
-    run cp -r --no-preserve=ownership,mode "$REPO_DIR/models/." "$models_dir/"
 }
 
 install_config() {

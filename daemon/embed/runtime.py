@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,18 @@ from daemon.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-#: The repository's ``models/`` folder, used unless the config names another.
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+def _default_models_dir() -> Path:
+    # A source checkout (or editable install) has models/ beside the package; an installed wheel
+    # puts them under <prefix>/share/avid/models (setup.py's data_files).
+    checkout = Path(__file__).resolve().parent.parent.parent / "models"
+    if (checkout / MANIFEST_NAME).is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "avid" / "models"
+
+
 MANIFEST_NAME = "manifest.json"
+#: The bundled models, used unless the config names another folder.
+DEFAULT_MODELS_DIR = _default_models_dir()
 
 
 def _interpreter_class():
