@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 
 # --- enrolment ----------------------------------------------------------------------------------
+#: A template may use more speech than one attempt at the door does: more speech, better template.
+ENROL_MAX_SPEECH_SECONDS = 30.0
+
+
 def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
                      min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Embed enrolment samples; raise :class:`EnrolmentError` naming every unusable file."""
@@ -36,7 +40,7 @@ def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
         else:
             face_embeddings.append(embedding)
     for path in voices:
-        result = pipeline.voice_from_wav(path, min_speech_seconds)
+        result = pipeline.voice_from_wav(path, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
         if result.embedding is None:
             problems.append(f"{path}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
                             f"speech; say a full sentence, at least {min_speech_seconds:g} s)")

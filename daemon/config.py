@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from daemon.errors import ConfigError
 
@@ -29,6 +29,17 @@ STATE_DIR_ENV = "AVID_STATE_DIR"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # pydantic's lax mode reads true as 1, and YAML reads yes/no/on/off as booleans, so
+    # "relay_pin: yes" would silently mean GPIO1; only yes/no settings take yes/no values.
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if isinstance(value, bool) and annotation is not bool and not is_section:
+            raise ValueError("true/false (also yes/no, on/off in YAML) is not a valid value here")
+        return value
 
 
 Seconds = Annotated[float, Field(gt=0)]
@@ -137,6 +148,10 @@ class DecisionConfig(_Section):
     margin: float | None = Field(
         None, ge=0, le=100, description="Fused LLR by which the best person must beat the runner-up; "
                                         "empty means the calibration file's value or the default.")
+    min_modality_llr: float = Field(
+        0.0, ge=-20, le=20, description="LLR each modality must reach on its own when both are used "
+                                        "(0: each must at least favour the person), so a strong face "
+                                        "cannot carry a voice that points elsewhere.")
     missing_modality: Literal["deny", "face_only", "voice_only"] = Field(
         "deny", description="With one modality missing: deny, or allow face-only / voice-only "
                             "decisions against single_modality_threshold.")

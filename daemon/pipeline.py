@@ -105,13 +105,15 @@ class Pipeline:
         mel = mel_spectrogram(normalize_volume(window))[:WINDOW_FRAMES]
         return self.speaker_encoder.embed_window(mel)
 
-    def embed_voiced(self, voiced: np.ndarray) -> np.ndarray | None:
-        """The utterance embedding of voiced audio, through the same windows as the door uses."""
-        windows = VoiceWindows(self.max_speech_seconds)
+    def embed_voiced(self, voiced: np.ndarray, max_seconds: float | None = None) -> np.ndarray | None:
+        """The utterance embedding of voiced audio, through the same windows as the door uses
+        (the first ``max_seconds`` of speech; default: the door's ``max_speech_seconds``)."""
+        windows = VoiceWindows(max_seconds or self.max_speech_seconds)
         chunks = windows.add(voiced) + windows.finish()
         return mean_embedding([self.embed_window(w) for w in chunks]) if chunks else None
 
-    def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0) -> VoiceResult:
+    def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0,
+                           max_seconds: float | None = None) -> VoiceResult:
         """Segment a recording with the VAD and embed its speech."""
         utterances = voiced_audio(samples, SpeechSegmenter(self._vad_aggressiveness))
         if not utterances:
@@ -120,8 +122,9 @@ class Pipeline:
         seconds = voiced.size / 16000
         if seconds < min_speech_seconds:
             return VoiceResult(None, seconds, ("speech_too_short",))
-        return VoiceResult(self.embed_voiced(voiced), seconds, ())
+        return VoiceResult(self.embed_voiced(voiced, max_seconds), seconds, ())
 
-    def voice_from_wav(self, path: Path, min_speech_seconds: float = 1.0) -> VoiceResult:
+    def voice_from_wav(self, path: Path, min_speech_seconds: float = 1.0,
+                       max_seconds: float | None = None) -> VoiceResult:
         """Embed the speech of a WAV file."""
-        return self.voice_from_samples(read_wav(path), min_speech_seconds)
+        return self.voice_from_samples(read_wav(path), min_speech_seconds, max_seconds)

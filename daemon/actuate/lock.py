@@ -67,8 +67,8 @@ class Lock:
 
     @property
     def is_unlocked(self) -> bool:
-        """True while the relay is energised."""
-        return bool(self._relay.value)
+        """True while the relay is energised (never after :meth:`close`)."""
+        return not self._closed and bool(self._relay.value)
 
     def grant(self, seconds: float | None = None) -> None:
         """Energise the relay for ``seconds`` (default ``unlock_seconds``)."""
@@ -82,8 +82,10 @@ class Lock:
         log.info("lock: relay energised for %.1f s", seconds or self._unlock_seconds)
 
     def relock(self, reason: str = "timer") -> None:
-        """De-energise the relay now."""
+        """De-energise the relay now; after :meth:`close` it already is, and this does nothing."""
         with self._wake:
+            if self._closed:
+                return
             was_unlocked = self.is_unlocked
             self._relock_at = None
             self._relay.off()
@@ -93,10 +95,11 @@ class Lock:
 
     def poll(self) -> None:
         """Relock if the grant has expired (the relock thread does this too)."""
+        # Checked and acted on under the (re-entrant) lock, so that a grant made in between is
+        # never cut short by the expiry of the one before it.
         with self._wake:
-            due = self._relock_at is not None and self._clock() >= self._relock_at
-        if due:
-            self.relock("timer")
+            if self._relock_at is not None and self._clock() >= self._relock_at:
+                self.relock("timer")
 
     def _relock_when_due(self) -> None:
         while True:
@@ -111,7 +114,7 @@ class Lock:
                     # Bounded so that a clock that jumps (tests) or stalls is re-read regularly.
                     self._wake.wait(timeout=min(remaining, 0.05))
                     continue
-            self.relock("timer")
+                self.relock("timer")
 
     def close(self) -> None:
         """Relock and release the pin; idempotent."""

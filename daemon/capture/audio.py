@@ -8,6 +8,7 @@ PortAudio (``libportaudio2``) still runs the replay demo and the tests.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import wave
 from pathlib import Path
@@ -73,6 +74,42 @@ def room_tone(recording: np.ndarray, n_samples: int, head_seconds: float = 0.25)
     return np.tile(pair, n_samples // pair.size + 1)[:n_samples].astype(np.float32)
 
 
+class StreamResampler:
+    """Resamples a stream block by block with a windowed-sinc FIR that carries its state across
+    blocks.
+
+    :func:`resample` treats its input as one period of a periodic signal, which is exact for a whole
+    recording but puts a discontinuity at both ends of every 30 ms microphone block (at 48 kHz the
+    error reaches 40% of a sine's amplitude). Here the filter sees the previous block's tail, so a
+    stream resampled in blocks equals the stream resampled at once, delayed by :attr:`delay_seconds`.
+    """
+
+    def __init__(self, rate_hz: int, target_hz: int = SAMPLE_RATE_HZ, taps_per_side: int = 32):
+        common = math.gcd(rate_hz, target_hz)
+        self.up, self.down = target_hz // common, rate_hz // common
+        factor = max(self.up, self.down)
+        n_taps = 2 * taps_per_side * factor + 1
+        offsets = np.arange(n_taps) - (n_taps - 1) / 2
+        # Low-pass at the lower of the two Nyquist rates; the gain of `up` restores zero-stuffed level.
+        self._taps = np.sinc(offsets / factor) / factor * np.kaiser(n_taps, 8.0) * self.up
+        self._history = np.zeros(n_taps - 1)
+        self._phase = 0  # where in the next upsampled block the next output sample falls
+        self.delay_seconds = (n_taps - 1) / 2 / (rate_hz * self.up) if self.up != self.down else 0.0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """The resampled continuation of the stream for the next input ``block``."""
+        if self.up == self.down:
+            return block.astype(np.float32, copy=False)
+        upsampled = np.zeros(block.size * self.up)
+        upsampled[::self.up] = block
+        stream = np.concatenate([self._history, upsampled])
+        self._history = stream[stream.size - self._history.size:]
+        filtered = np.convolve(stream, self._taps, mode="valid")
+        out = filtered[self._phase::self.down]
+        self._phase = (self._phase - upsampled.size) % self.down
+        return out.astype(np.float32)
+
+
 class SoundDeviceMicrophone(ThreadedSource):
     """A PortAudio input read in blocks with sounddevice's blocking API."""
 
@@ -83,6 +120,7 @@ class SoundDeviceMicrophone(ThreadedSource):
         super().__init__(clock=clock, queue_size=32)
         self._device, self._rate = device, sample_rate_hz
         self._block = sample_rate_hz * block_ms // 1000
+        self._resampler = StreamResampler(sample_rate_hz)
         self._stream = None
 
     def _open(self) -> None:
@@ -98,7 +136,7 @@ class SoundDeviceMicrophone(ThreadedSource):
         block, overflowed = self._stream.read(self._block)
         if overflowed:
             log.debug("microphone overflow: audio was lost")
-        return resample(block[:, 0].copy(), self._rate)
+        return self._resampler(block[:, 0].copy())
 
     def _release(self) -> None:
         if self._stream is not None:

@@ -1,7 +1,8 @@
 """The open-set decision: who (if anyone) is at the door.
 
 People do not claim an identity, so the best-scoring enrolled person is accepted only if every
-check passed, the fused score reaches the threshold *and* it leads the runner-up by a margin.
+check passed, the fused score reaches the threshold, each modality on its own points to that
+person, *and* it leads the runner-up by a margin.
 Everything else denies, with the first failed check as the reason. This function is the single
 place that can say "accept"; it is pure, so a property test can try every combination.
 """
@@ -31,6 +32,9 @@ class Policy:
     missing_modality: str = "deny"          # deny | face_only | voice_only
     single_modality_threshold: float = 12.0
     liveness_required: bool = True
+    #: Each modality's own LLR must reach this when both are used, so that an overwhelming face
+    #: match cannot carry a voice that points to someone else (nor the other way round).
+    min_modality_llr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,15 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, problems: Sequenc
            error: str | None = None) -> Decision:
     """Decide on one attempt.
 
-    ``candidates`` are the enrolled people's scores, best first (empty when nobody is enrolled or
+    ``candidates`` are the enrolled people's scores in any order (empty when nobody is enrolled or
     nothing could be scored); ``problems`` are input rejections from capture (see
     :data:`INPUT_PROBLEMS`); ``error`` is any fault during the attempt.
     """
-    best = candidates[0] if candidates else None
-    runner_up = candidates[1] if len(candidates) > 1 else None
+    # Ranked here rather than trusted: a NaN score makes a plain sort leave larger scores behind
+    # it, so NaN ranks first, where it can only deny.
+    ranked = sorted(candidates, key=lambda c: (c.fused != c.fused, c.fused), reverse=True)
+    best = ranked[0] if ranked else None
+    runner_up = ranked[1] if len(ranked) > 1 else None
 
     def deny(reason: str, **details) -> Decision:
         return Decision(DENY, reason, None,
@@ -117,6 +124,11 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, problems: Sequenc
         threshold = policy.single_modality_threshold
     if not best.fused >= threshold:  # also false for NaN
         return deny("no_match")
+    if single is None:
+        if not best.face_llr >= policy.min_modality_llr:
+            return deny("face_mismatch")
+        if not best.voice_llr >= policy.min_modality_llr:
+            return deny("voice_mismatch")
     if runner_up is not None and not best.fused - runner_up.fused >= policy.margin:
         return deny("ambiguous")
     return Decision(ACCEPT, "match" if single is None else f"match_{single}_only", best.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,8 @@ class Lockout:
             data = json.loads(self.path.read_text())
             failures, level = int(data["consecutive_failures"]), int(data["level"])
             remaining = float(data["remaining_seconds"])
-            if failures < 0 or level < 0 or remaining < 0:
-                raise ValueError("negative values")
+            if failures < 0 or level < 0 or not 0 <= remaining < math.inf:
+                raise ValueError("negative or non-finite values")  # NaN would mean "not locked"
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -87,7 +88,9 @@ class Lockout:
         """Count a denied attempt; may start a lockout."""
         self.failures += 1
         if self.failures >= self.policy.max_consecutive_failures and not self.locked_out:
-            delay = min(self.policy.initial_delay_seconds * 2 ** self.level, self.policy.max_delay_seconds)
+            # The exponent is capped: after ~1000 lockouts 2 ** level no longer fits in a float.
+            delay = min(self.policy.initial_delay_seconds * 2.0 ** min(self.level, 64),
+                        self.policy.max_delay_seconds)
             self.level += 1
             self._until = self._clock() + delay
             log.warning("lockout: %d consecutive failures, attempts refused for %.0f s",

@@ -31,6 +31,7 @@ class SpeechSegmenter:
 
     def __init__(self, aggressiveness: int = 2, frame_ms: int = 30, start_frames: int = 4,
                  end_frames: int = 20, sample_rate_hz: int = SAMPLE_RATE_HZ):
+        self._aggressiveness = aggressiveness
         self._vad = webrtcvad.Vad(aggressiveness)
         self._rate = sample_rate_hz
         self.frame_samples = sample_rate_hz * frame_ms // 1000
@@ -41,6 +42,9 @@ class SpeechSegmenter:
 
     def reset(self) -> None:
         """Forget any utterance in progress."""
+        # webrtcvad keeps calling frames voiced for a while after speech (its hangover); a fresh
+        # instance, so that the frames after a reset cannot start an utterance made of silence.
+        self._vad = webrtcvad.Vad(self._aggressiveness)
         self._pending.clear()
         self._gap.clear()
         self.in_speech = False

@@ -71,7 +71,8 @@ def load_operating_point(config: Config, models_fingerprint: str) -> OperatingPo
 def make_policy(config: Config, point: OperatingPoint) -> Policy:
     """The decision policy from the config and the operating point."""
     return Policy(point.threshold, point.margin, config.decision.missing_modality,
-                  config.decision.single_modality_threshold, config.liveness.required)
+                  config.decision.single_modality_threshold, config.liveness.required,
+                  config.decision.min_modality_llr)
 
 
 def make_pipeline(config: Config) -> Pipeline:

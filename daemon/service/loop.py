@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("daemon.decision")
 
 #: Reasons that count towards the lockout: attempts that reached a comparison or the liveness check.
-COUNTED_FAILURES = frozenset({"no_match", "ambiguous", "liveness_failed"})
+COUNTED_FAILURES = frozenset({"no_match", "face_mismatch", "voice_mismatch", "ambiguous", "liveness_failed"})
 SETTLE_TIMEOUT_SECONDS = 2.0
 
 

@@ -34,6 +34,7 @@ from daemon.state.atomic import remove_durably, remove_stale_temporaries, write_
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+FACE_DIM, VOICE_DIM = 128, 256
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -149,8 +150,8 @@ class TemplateStore:
                              "another device key)") from exc
         try:
             payload = json.loads(AESGCM(data_key).decrypt(nonce, ciphertext, aad))
-            face = np.frombuffer(_unb64(payload["face"]), np.float32).reshape(-1, 128)
-            voice = np.frombuffer(_unb64(payload["voice"]), np.float32).reshape(-1, 256)
+            face = np.frombuffer(_unb64(payload["face"]), np.float32).reshape(-1, FACE_DIM)
+            voice = np.frombuffer(_unb64(payload["voice"]), np.float32).reshape(-1, VOICE_DIM)
             return Person(validate_name(payload["name"]), face.copy(), voice.copy(),
                           int(payload["generation"]), record_id)
         except InvalidTag as exc:
@@ -165,6 +166,12 @@ class TemplateStore:
         Raises :class:`StoreError` if the name exists and ``replace`` is false.
         """
         validate_name(person.name)
+        for modality, width in (("face", FACE_DIM), ("voice", VOICE_DIM)):
+            samples = np.asarray(getattr(person, modality))
+            # _read() reshapes the bytes to (-1, width): any other shape would come back garbled.
+            if samples.ndim != 2 or samples.shape[1] != width or not np.all(np.isfinite(samples)):
+                raise StoreError(f"{person.name}: {modality} embeddings must be finite and of shape "
+                                 f"(n, {width}), got {samples.shape}")
         everyone = self._read_all()
         namesakes = [p for p in everyone if p.name == person.name]
         if namesakes and not replace:

@@ -1,0 +1,501 @@
+"""``avid calibrate``: fit the score calibrations, the fused threshold and the runner-up margin on a
+data folder, and say what operating point to expect.
+
+1. Face: linear cosine→LLR calibration (:func:`~daemon.score.calibration.fit_calibration`) on every
+   genuine and (sampled) impostor image pair within each face source whose faces the door would
+   use (found, and passing the face quality check).
+2. Voice: the same on one-shot voice trials (one enrolment utterance, probes cut to 3 s of
+   speech, about the length of a door attempt), sentence-length sources only.
+3. Fused threshold: chimeric people (the face of one person with the voice of another; there is
+   no paired data) are enrolled from one image and one utterance; their attempts (another image,
+   3 s of another utterance) are scored by :func:`daemon.fuse.fusion.score_candidates` exactly as
+   the door scores them. The threshold is the larger of two: the smallest one whose false match
+   rate on impostor attempts (one attempt against one other person) is at most the target
+   (:func:`~daemon.score.calibration.fit_operating_point`), and the smallest one at which at most
+   the target fraction of *strangers* would be accepted as anyone by a door with ``gallery_size``
+   people enrolled (simulated doors; the stranger's best score counts). A door compares every
+   attempt with everyone enrolled, so its false accept rate is up to ``gallery_size`` times the
+   per-comparison FMR; the second threshold keeps the door's rate at the target as well.
+4. Runner-up margin, a documented rule: at least ``ln(100)`` nats (the best person must be 100
+   times likelier than the runner-up), raised on a 0.5-nat grid until at most the target fraction
+   of the enrolled people's attempts in the simulated doors are accepted as someone else.
+   (Raising the margin to turn strangers away was tried and rejected: it cost about 6 % of genuine
+   accepts on the development data and did not carry over to held-out people, because a stranger
+   who passes the threshold usually leads the runner-up by far.)
+
+The expected FNMR is the in-sample rate at the chosen threshold with its exact interval; held-out
+figures come from ``tools/evaluate.py``, which fits on one half of the people and tests on the
+other. The calibration file is JSON (see :func:`save_calibration`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from daemon.decide.decision import Policy, decide
+from daemon.errors import ConfigError
+from daemon.fuse.fusion import FusionParams, cosine, score_candidates
+from daemon.score.calibration import (
+    Calibration, OperatingPoint, fit_calibration, fit_operating_point,
+)
+from daemon.score.dataset import (
+    SHORT_WORD_SOURCES, Chimera, DataSet, Trial, face_pair_trials, make_chimeras, scan,
+    speakers_of, split_halves, voice_trials,
+)
+from daemon.score.embeddings import Embeddings, Progress, extract, no_progress
+from daemon.score.metrics import clopper_pearson, rule_of_three_supported, threshold_for_fmr
+from daemon.state.atomic import write_atomic
+from daemon.state.templates import Person
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_FILE_SCHEMA = 1
+#: The smallest runner-up margin, in nats: the best person must be 100 times likelier.
+MIN_MARGIN = math.log(100.0)
+MARGIN_GRID_STEP = 0.5
+MARGIN_GRID_MAX = 40.0
+#: Probe cut used for the voice calibration and the fused attempts.
+ATTEMPT_CUT = "3s"
+#: Score given to a comparison whose probe has no embedding (the face was missed): the minimum.
+MISSING_COSINE = -1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Trial sets
+# --------------------------------------------------------------------------------------------
+
+
+def face_identities(data: DataSet, only: set[str] | None = None) -> dict[str, dict[str, list[str]]]:
+    """Per face source, identity → image keys (restricted to ``source/identity`` names in ``only``)."""
+    return {source: {name: files for name, files in ids.items()
+                     if only is None or f"{source}/{name}" in only}
+            for source, ids in data.faces.items()}
+
+
+def face_trials(data: DataSet, seed: int, only: set[str] | None = None,
+                max_impostors: int = 300_000) -> list[Trial]:
+    """Genuine and impostor image pairs within each face source."""
+    trials = []
+    for source, ids in face_identities(data, only).items():
+        if len(ids) >= 2:
+            trials += face_pair_trials(ids, source, seed, max_impostors)
+    return trials
+
+
+def sentence_units(emb: Embeddings):
+    """Voice units of sentence-length sources (short-word sets excluded)."""
+    return [u for u in emb.units if u.source not in SHORT_WORD_SOURCES]
+
+
+def chimeras_for(data: DataSet, emb: Embeddings, seed: int, face_only: set[str] | None = None,
+                 voice_only: set[str] | None = None) -> list[Chimera]:
+    """Chimeric people from the faces and sentence-length voices (optionally of one half)."""
+    faces = {f"{source}/{name}": [(key, door_usable(emb, key)) for key in files]
+             for source, ids in face_identities(data, face_only).items() for name, files in ids.items()}
+    voices = speakers_of(sentence_units(emb), min_seconds=2.0, min_units=2)
+    if voice_only is not None:
+        voices = {k: v for k, v in voices.items() if k in voice_only}
+    return make_chimeras(faces, voices, seed)
+
+
+def door_usable(emb: Embeddings, key: str) -> bool:
+    """Whether the door would use this face: found, and no quality problem (the capture loop
+    drops faces with problems)."""
+    record = emb.faces[key]
+    return record.embedding is not None and not record.problems
+
+
+def halves(data: DataSet, emb: Embeddings, seed: int) -> dict[str, tuple[set, set]]:
+    """Face identities and voice speakers each split in two: (calibration half, test half)."""
+    faces = [f"{source}/{name}" for source, ids in data.faces.items() for name in ids]
+    voices = sorted({u.identity for u in sentence_units(emb)})
+    return {"face": split_halves(faces, seed), "voice": split_halves(voices, seed)}
+
+
+# --------------------------------------------------------------------------------------------
+# Scores
+# --------------------------------------------------------------------------------------------
+
+
+def centroid(embeddings: list[np.ndarray]) -> np.ndarray:
+    """Unit-length mean, as :meth:`daemon.state.templates.Person.centroid` makes templates."""
+    mean = np.mean(embeddings, axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def face_scores(trials: list[Trial], emb: Embeddings) -> np.ndarray:
+    """Cosine of each face pair; :data:`MISSING_COSINE` where either face was missed."""
+    scores = np.empty(len(trials))
+    for i, trial in enumerate(trials):
+        a, b = emb.face(trial.enrol[0]), emb.face(trial.probe)
+        scores[i] = MISSING_COSINE if a is None or b is None else cosine(a, b)
+    return scores
+
+
+def face_usable(trials: list[Trial], emb: Embeddings) -> np.ndarray:
+    """Whether the door would score both faces of each pair (found, no quality problem)."""
+    return np.array([door_usable(emb, t.enrol[0]) and door_usable(emb, t.probe) for t in trials], dtype=bool)
+
+
+def voice_scores(trials: list[Trial], emb: Embeddings, cut: str = "full") -> np.ndarray:
+    """Cosine of the enrolment template and the probe cut to ``cut``; missing probe → minimum."""
+    templates: dict[tuple[str, ...], np.ndarray] = {}
+    scores = np.empty(len(trials))
+    for i, trial in enumerate(trials):
+        if trial.enrol not in templates:
+            templates[trial.enrol] = centroid([emb.voice(k) for k in trial.enrol])
+        probe = emb.voice(trial.probe, cut)
+        scores[i] = MISSING_COSINE if probe is None else cosine(probe, templates[trial.enrol])
+    return scores
+
+
+def genuine_impostor(trials: list[Trial], scores: np.ndarray, keep: np.ndarray | None = None):
+    """Split scores into (genuine, impostor) arrays, optionally keeping only ``keep``."""
+    genuine = np.array([t.genuine for t in trials], dtype=bool)
+    keep = np.ones(len(trials), bool) if keep is None else keep
+    return scores[genuine & keep], scores[~genuine & keep]
+
+
+@dataclass
+class AttemptInput:
+    """What the door would have for one attempt: face embedding and quality, voice embedding
+    and speech length."""
+
+    face: np.ndarray | None
+    face_quality: float
+    voice: np.ndarray | None
+    voice_seconds: float
+    face_problems: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> list[str]:
+        """Input problems as the capture loop reports them to :func:`decide`."""
+        face = list(self.face_problems or ("no_face",)) if self.face is None else []
+        return face + (["no_speech"] if self.voice is None else [])
+
+
+def attempt_input(emb: Embeddings, face_key: str, voice_key: str, cut: str = ATTEMPT_CUT) -> AttemptInput:
+    """The door's view of one chimeric attempt."""
+    record = emb.faces[face_key]
+    segment = emb.voices[voice_key]
+    limit = {"1s": 1.0, "2s": 2.0, "3s": 3.0}.get(cut, math.inf)
+    face = record.embedding if door_usable(emb, face_key) else None
+    return AttemptInput(face, record.quality, segment.embeddings[cut], min(segment.seconds, limit),
+                        record.problems)
+
+
+def enrolled_person(chimera: Chimera, emb: Embeddings) -> Person:
+    """The template a door would hold after enrolling a chimera from one image and one utterance."""
+    return Person(chimera.name, face=np.stack([emb.face(chimera.face_enrol)]),
+                  voice=np.stack([emb.voice(chimera.voice_enrol)]))
+
+
+def score_attempt(people: list[Person], attempt: AttemptInput, params: FusionParams):
+    """Candidates for one attempt, best first, as the door's capture loop scores them."""
+    # The door's voice quality: a 3 s utterance counts in full, a shorter one less (service/loop.py).
+    voice_quality = min(1.0, attempt.voice_seconds / 3.0)
+    face_probes = [attempt.face] if attempt.face is not None else []
+    return score_candidates(people, face_probes, attempt.voice, params, attempt.face_quality, voice_quality)
+
+
+@dataclass
+class FusedTrials:
+    """Fused verification scores of chimeric attempts, with subjects (the enrolled chimera)."""
+
+    scores: np.ndarray
+    genuine: np.ndarray
+    subjects: list[str]
+    n_missing: int
+    missing: np.ndarray  # the attempt lacked a usable face or speech
+
+
+def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
+                 cohort: frozenset[str]) -> FusedTrials:
+    """Every attempt of every chimera against itself (genuine) and every compatible other chimera
+    (impostor). An attempt missing a modality gets the lowest score of the set (a non-match)."""
+    people = {c.name: enrolled_person(c, emb) for c in chimeras}
+    scores, genuine, subjects, missing = [], [], [], []
+    for probe in chimeras:
+        targets = [c for c in chimeras if c is probe or c.compatible(probe, cohort)]
+        for face_key, voice_key in probe.attempts:
+            attempt = attempt_input(emb, face_key, voice_key)
+            is_missing = bool(attempt.problems)
+            by_name = {}
+            if not is_missing:
+                by_name = {c.name: c.fused for c in score_attempt([people[t.name] for t in targets],
+                                                                   attempt, params)}
+            for target in targets:
+                scores.append(by_name.get(target.name, np.nan))
+                genuine.append(target is probe)
+                subjects.append(target.name)
+                missing.append(is_missing)
+    scores = np.array(scores, dtype=np.float64)
+    missing = np.array(missing, dtype=bool)
+    if missing.any():
+        scores[missing] = np.min(scores[~missing]) if (~missing).any() else 0.0
+    return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing)
+
+
+# --------------------------------------------------------------------------------------------
+# Open set: N enrolled people, strangers at the door
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenSetAttempt:
+    """One attempt in front of a gallery: its candidates, and who (if anyone) it really is."""
+
+    candidates: list
+    problems: list[str]
+    true_name: str | None  # None for a stranger
+    gallery_size: int = 0
+
+
+def open_set_attempts(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
+                      cohort: frozenset[str], gallery_size: int = 10, rounds: int = 5000,
+                      seed: int = 1) -> list[OpenSetAttempt]:
+    """Simulate ``rounds`` doors: each enrols ``gallery_size`` chimeras compatible with a stranger;
+    the stranger's attempts and one enrolled person's attempts are scored against the gallery."""
+    rng = random.Random(f"open-set-{seed}")
+    people = {c.name: enrolled_person(c, emb) for c in chimeras}
+    attempts = []
+    for _ in range(rounds):
+        stranger = rng.choice(chimeras)
+        pool = [c for c in chimeras if c.compatible(stranger, cohort)]
+        if len(pool) < 2:
+            continue
+        gallery = rng.sample(pool, min(gallery_size, len(pool)))
+        enrolled = [people[c.name] for c in gallery]
+        member = rng.choice(gallery)
+        for who, true_name in ((stranger, None), (member, member.name)):
+            for face_key, voice_key in who.attempts:
+                attempt = attempt_input(emb, face_key, voice_key)
+                attempts.append(OpenSetAttempt(score_attempt(enrolled, attempt, params),
+                                               attempt.problems, true_name, len(gallery)))
+    return attempts
+
+
+def open_set_rates(attempts: list[OpenSetAttempt], threshold: float, margin: float) -> dict:
+    """Decide every attempt with :func:`decide` (liveness not required: it is evaluated apart).
+
+    ``far``: strangers accepted as anyone; ``misidentification_rate``: enrolled people accepted
+    as someone else; ``false_accept_rate``: both together over all attempts; ``detect_identify_rate``:
+    enrolled people accepted as themselves.
+    """
+    policy = Policy(threshold=threshold, margin=margin, liveness_required=False)
+    strangers = accepted_strangers = members = correct = wrong = 0
+    for attempt in attempts:
+        decision = decide(attempt.candidates, policy, problems=attempt.problems)
+        if attempt.true_name is None:
+            strangers += 1
+            accepted_strangers += decision.accepted
+        else:
+            members += 1
+            correct += decision.accepted and decision.person == attempt.true_name
+            wrong += decision.accepted and decision.person != attempt.true_name
+    total = strangers + members
+    return {"stranger_attempts": strangers, "strangers_accepted": accepted_strangers,
+            "far": accepted_strangers / strangers if strangers else None,
+            "enrolled_attempts": members, "correct_accepts": correct, "wrong_person_accepts": wrong,
+            "misidentification_rate": wrong / members if members else None,
+            "detect_identify_rate": correct / members if members else None,
+            "false_accept_rate": (accepted_strangers + wrong) / total if total else None,
+            "mean_gallery_size": float(np.mean([a.gallery_size for a in attempts])) if attempts else None}
+
+
+def open_set_threshold(attempts: list[OpenSetAttempt], target: float) -> float:
+    """Smallest threshold at which at most ``target`` of the strangers' attempts would pass: the
+    threshold for the strangers' *best* fused score over their gallery. Attempts with an input
+    problem are denied whatever the threshold; they count with the lowest score."""
+    best = [a.candidates[0].fused for a in attempts if a.true_name is None and not a.problems and a.candidates]
+    denied = sum(1 for a in attempts if a.true_name is None and (a.problems or not a.candidates))
+    if not best:
+        return -math.inf
+    floor = min(best)
+    return threshold_for_fmr(np.array(best + [floor] * denied), target)
+
+
+def fit_margin(attempts: list[OpenSetAttempt], threshold: float, target: float) -> tuple[float, bool]:
+    """The margin rule of the module docstring: (margin, whether the target is met).
+
+    The margin starts at :data:`MIN_MARGIN` and rises in :data:`MARGIN_GRID_STEP` steps until at
+    most ``target`` of the enrolled people's attempts are accepted as someone else.
+    """
+    margin = MIN_MARGIN
+    while margin <= MARGIN_GRID_MAX:
+        rates = open_set_rates(attempts, threshold, margin)
+        if rates["misidentification_rate"] is None or rates["misidentification_rate"] <= target:
+            return margin, True
+        margin += MARGIN_GRID_STEP
+    log.warning("no margin up to %g nats brings the misidentification rate to %g", MARGIN_GRID_MAX, target)
+    return MARGIN_GRID_MAX, False
+
+
+def operating_point_at(genuine, impostor, threshold: float, target_fmr: float,
+                       alpha: float = 0.05) -> OperatingPoint:
+    """Observed FMR and FNMR (with exact intervals) at a given threshold."""
+    genuine, impostor = np.asarray(genuine), np.asarray(impostor)
+    false_matches = int(np.count_nonzero(impostor >= threshold))
+    false_non_matches = int(np.count_nonzero(genuine < threshold))
+    return OperatingPoint(
+        threshold=float(threshold), target_fmr=float(target_fmr), fmr=false_matches / impostor.size,
+        fmr_ci=clopper_pearson(false_matches, impostor.size, alpha),
+        fnmr=false_non_matches / genuine.size, fnmr_ci=clopper_pearson(false_non_matches, genuine.size, alpha),
+        n_genuine=int(genuine.size), n_impostor=int(impostor.size),
+        supported=rule_of_three_supported(impostor.size, target_fmr), alpha=float(alpha))
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SystemFit:
+    """Everything fitted on one set of people."""
+
+    face: Calibration
+    voice: Calibration
+    params: FusionParams
+    operating_point: object  # daemon.score.calibration.OperatingPoint
+    margin: float
+    margin_meets_target: bool
+    open_set: dict
+    fused: FusedTrials
+    n_face: tuple[int, int]
+    n_voice: tuple[int, int]
+    verification_threshold: float
+    open_set_threshold: float
+
+
+def fit_system(data: DataSet, emb: Embeddings, target_fmr: float, seed: int,
+               face_only: set[str] | None = None, voice_only: set[str] | None = None,
+               gallery_size: int = 10, rounds: int = 5000) -> SystemFit:
+    """Fit both calibrations, the threshold and the margin on the given people (all by default)."""
+    trials = face_trials(data, seed, face_only)
+    usable = face_usable(trials, emb)
+    face_genuine, face_impostor = genuine_impostor(trials, face_scores(trials, emb), usable)
+    face = fit_calibration(face_genuine, face_impostor)
+    units = sentence_units(emb)
+    vtrials = voice_trials(units, 1, seed, data.cohort_sources(), only_speakers=voice_only)
+    voice_genuine, voice_impostor = genuine_impostor(vtrials, voice_scores(vtrials, emb, ATTEMPT_CUT))
+    voice = fit_calibration(voice_genuine, voice_impostor)
+    params = FusionParams(face, voice)
+    chimeras = chimeras_for(data, emb, seed, face_only, voice_only)
+    cohort = data.cohort_sources()
+    fused = fused_trials(chimeras, emb, params, cohort)
+    genuine, impostor = fused.scores[fused.genuine], fused.scores[~fused.genuine]
+    verification = fit_operating_point(genuine, impostor, target_fmr)
+    attempts = open_set_attempts(chimeras, emb, params, cohort, gallery_size, rounds, seed)
+    open_set = open_set_threshold(attempts, target_fmr)
+    point = operating_point_at(genuine, impostor, max(verification.threshold, open_set), target_fmr)
+    margin, met = fit_margin(attempts, point.threshold, target_fmr)
+    log.info("fitted: face a=%.3f b=%.3f, voice a=%.3f b=%.3f, threshold %.3f (verification %.3f, "
+             "open set %.3f), margin %.2f", face.a, face.b, voice.a, voice.b, point.threshold,
+             verification.threshold, open_set, margin)
+    return SystemFit(face, voice, params, point, margin, met, open_set_rates(attempts, point.threshold, margin),
+                     fused, (face_genuine.size, face_impostor.size), (voice_genuine.size, voice_impostor.size),
+                     verification.threshold, open_set)
+
+
+def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache_dir: Path | None = None,
+              progress: Progress = no_progress, gallery_size: int = 10) -> dict:
+    """Fit the calibration file's contents on every person of ``data_dir``; log the expected
+    operating point and return the file's dictionary (see :func:`save_calibration`)."""
+    data = scan(data_dir)
+    emb = extract(pipeline, data, cache_dir, progress)
+    fit = fit_system(data, emb, target_fmr, seed, gallery_size=gallery_size)
+    point = fit.operating_point
+    result = {
+        "schema": CALIBRATION_FILE_SCHEMA, "models": pipeline.models_fingerprint,
+        "face": {"a": fit.face.a, "b": fit.face.b}, "voice": {"a": fit.voice.a, "b": fit.voice.b},
+        "threshold": point.threshold, "margin": fit.margin, "target_fmr": float(target_fmr),
+        "expected_fnmr": point.fnmr, "fnmr_ci": [point.fnmr_ci[0], point.fnmr_ci[1]],
+        "observed_fmr": point.fmr, "supported": point.supported,
+        "verification_threshold": fit.verification_threshold, "open_set_threshold": fit.open_set_threshold,
+        "n_genuine": point.n_genuine, "n_impostor": point.n_impostor,
+        "open_set": {"gallery_size": gallery_size, **fit.open_set,
+                     "far_supported_at_target": rule_of_three_supported(fit.open_set["stranger_attempts"],
+                                                                         target_fmr)},
+        "fitted_on": {"face": {"genuine": fit.n_face[0], "impostor": fit.n_face[1]},
+                      "voice": {"genuine": fit.n_voice[0], "impostor": fit.n_voice[1],
+                                "probe": ATTEMPT_CUT},
+                      "chimeras": len({s for s in fit.fused.subjects}), "seed": seed},
+        "data": str(Path(data_dir).resolve()),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    log.info("expected operating point: FMR <= %g -> FNMR %.4f (95%% CI %.4f-%.4f) on %d genuine / "
+             "%d impostor chimeric attempts%s", target_fmr, point.fnmr, point.fnmr_ci[0], point.fnmr_ci[1],
+             point.n_genuine, point.n_impostor,
+             "" if point.supported else " (too few impostor trials to support this FMR)")
+    return result
+
+
+REQUIRED_KEYS = ("schema", "models", "face", "voice", "threshold", "margin", "target_fmr")
+
+
+def save_calibration(path, result: dict) -> None:
+    """Write a calibration file atomically (JSON)."""
+    write_atomic(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
+
+
+def load_calibration(path) -> dict:
+    """Read a calibration file; :class:`ConfigError` if it is unreadable or malformed."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read calibration {path}: {exc}") from exc
+    if not isinstance(result, dict) or any(k not in result for k in REQUIRED_KEYS):
+        raise ConfigError(f"calibration {path} lacks one of {', '.join(REQUIRED_KEYS)}")
+    if result["schema"] != CALIBRATION_FILE_SCHEMA:
+        raise ConfigError(f"calibration {path}: unsupported schema {result['schema']!r}")
+    try:
+        for modality in ("face", "voice"):
+            Calibration(float(result[modality]["a"]), float(result[modality]["b"]))
+        numbers = [float(result["threshold"]), float(result["margin"]), float(result["target_fmr"])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"calibration {path} is malformed: {exc}") from exc
+    if not all(math.isfinite(x) for x in numbers):
+        raise ConfigError(f"calibration {path} has a non-finite threshold, margin or target")
+    return result
+
+
+def fusion_params(result: dict) -> FusionParams:
+    """The fusion parameters of a calibration file's dictionary."""
+    return FusionParams(Calibration(float(result["face"]["a"]), float(result["face"]["b"])),
+                        Calibration(float(result["voice"]["a"]), float(result["voice"]["b"])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m daemon.score.calibrate DATA_DIR --out FILE``: fit and write a calibration file."""
+    import argparse
+
+    from daemon.pipeline import Pipeline
+
+    parser = argparse.ArgumentParser(description="fit avid's score calibration on a data folder")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="calibration file to write")
+    parser.add_argument("--target-fmr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = calibrate(Pipeline(models_dir=args.models_dir), args.data_dir, args.target_fmr, args.seed,
+                       args.cache)
+    save_calibration(args.out, result)
+    print(json.dumps({k: result[k] for k in ("threshold", "margin", "target_fmr", "expected_fnmr",
+                                             "fnmr_ci", "supported", "n_genuine", "n_impostor")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
