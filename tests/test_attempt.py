@@ -1,0 +1,291 @@
+"""The attempt state machine (fake observations, a collecting dispatcher) and the voice windows."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from daemon.config import AttemptConfig
+from daemon.decide.attempt import AttemptTracker
+from daemon.detect.vad import SpeechEvent
+from daemon.embed.voice_windows import MIN_COVERAGE, STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows
+
+FRAME = 480
+
+
+class Door:
+    """A tracker wired to a collecting dispatcher and a list of finished attempts."""
+
+    def __init__(self, accept_jobs: bool = True, keep_liveness: bool = True, **config):
+        settings = dict(timeout_seconds=8.0, best_faces=3, cooldown_seconds=2.0,
+                        max_speech_seconds=6.0) | config
+        self.config = AttemptConfig(**settings)
+        self.jobs, self.finished = [], []
+        self.accept_jobs = accept_jobs
+        self.tracker = AttemptTracker(self.config, self._dispatch, self.finished.append,
+                                      keep_liveness_frames=keep_liveness)
+
+    def _dispatch(self, job) -> bool:
+        self.jobs.append(job)
+        return self.accept_jobs
+
+    def face(self, t: float, quality: float = 0.8, problems=()):
+        chip = np.full((150, 150, 3), quality, np.float32)
+        observation = SimpleNamespace(face=("box", t), quality=quality, problems=tuple(problems), chip=chip)
+        self.tracker.on_frame(t, observation)
+        return observation
+
+    def no_face(self, t: float):
+        self.tracker.on_frame(t, None)
+
+    def speech(self, kind: str, t: float, samples: int = FRAME, value: float = 0.1):
+        audio = np.zeros(0, np.float32) if kind == "end" else np.full(samples, value, np.float32)
+        self.tracker.on_speech(SpeechEvent(kind, t, audio))
+
+    def speak(self, t0: float, seconds: float) -> float:
+        """A whole utterance: start (4 frames), audio frames, end; returns the end time."""
+        self.speech("start", t0, 4 * FRAME)
+        t = t0
+        for _ in range(int(seconds / 0.03) - 4):
+            t += 0.03
+            self.speech("audio", t)
+        self.speech("end", t + 0.6)
+        return t + 0.6
+
+
+# --- the state machine --------------------------------------------------------------------------
+def test_speech_without_a_face_ends_at_speech_end():
+    door = Door()
+    door.speech("start", 1.0, 4 * FRAME)
+    door.speech("audio", 1.03)
+    assert door.tracker.current is not None and door.finished == []
+    door.speech("end", 1.7)
+    [attempt] = door.finished
+    assert attempt.end_reason == "speech_end"
+    assert attempt.started_at == 1.0 and attempt.speech_started_at == 1.0
+    assert attempt.speech_ended_at == attempt.ended_at == 1.7
+    assert attempt.faces == {} and attempt.face_frames == 0
+    assert attempt.voice.seconds == pytest.approx(5 * FRAME / 16000)
+    assert door.tracker.current is None
+
+
+def test_face_without_speech_ends_at_the_timeout():
+    door = Door(timeout_seconds=8.0)
+    door.face(10.0)
+    door.tracker.poll(17.99)
+    assert door.finished == []
+    door.no_face(18.0)  # the person walked away: the attempt still runs to its timeout
+    door.tracker.poll(18.0)
+    [attempt] = door.finished
+    assert attempt.end_reason == "timeout" and attempt.ended_at == 18.0
+    assert attempt.speech_started_at is None and attempt.speech_ended_at is None
+    assert attempt.face_frames == 1 and len(attempt.faces) == 1
+
+
+def test_face_then_speech_then_end_finishes_once():
+    door = Door()
+    door.face(0.0)
+    door.face(0.1)
+    end = door.speak(0.5, 2.0)
+    door.face(end + 0.01)  # inside the cooldown: ignored
+    door.tracker.poll(end + 10)
+    [attempt] = door.finished
+    assert attempt.end_reason == "speech_end"
+    assert attempt.started_at == 0.0 and attempt.speech_started_at == 0.5
+    assert attempt.speech_ended_at == pytest.approx(end)
+    assert attempt.face_frames == 2
+
+
+def test_speech_audio_and_end_without_a_start_are_ignored():
+    door = Door()
+    door.face(0.0)
+    door.speech("audio", 0.1)
+    door.speech("end", 0.2)
+    attempt = door.tracker.current
+    assert attempt is not None and door.finished == []
+    assert attempt.voice.seconds == 0 and attempt.speech_started_at is None
+    door.speech("audio", 0.3)
+    assert door.tracker.current is attempt  # an attempt is never started by 'audio' or 'end'
+    door = Door()
+    door.speech("audio", 0.1)
+    door.speech("end", 0.2)
+    assert door.tracker.current is None and door.finished == []
+
+
+def test_cooldown_suppresses_a_new_attempt():
+    door = Door(cooldown_seconds=2.0)
+    end = door.speak(0.0, 1.5)
+    door.face(end + 1.0)
+    door.speech("start", end + 1.9, 4 * FRAME)
+    assert door.tracker.current is None
+    door.face(end + 2.0)
+    assert door.tracker.current is not None
+    assert door.tracker.current.started_at == end + 2.0
+    assert len(door.finished) == 1
+
+
+def test_best_faces_keeps_the_highest_quality_and_dispatches_them():
+    door = Door(best_faces=3)
+    for i, quality in enumerate([0.5, 0.9, 0.1, 0.7, 0.95, 0.3]):
+        door.face(i * 0.1, quality)
+    attempt = door.tracker.current
+    assert sorted(s.quality for s in attempt.faces.values()) == [0.7, 0.9, 0.95]
+    face_jobs = [job for job in door.jobs if job.kind == "face"]
+    # 0.3 came when the worst kept was 0.7: never embedded; 0.5 and 0.1 were, then displaced.
+    assert [float(job.data[0, 0, 0]) for job in face_jobs] == pytest.approx([0.5, 0.9, 0.1, 0.7, 0.95])
+    assert not attempt.wait_settled(0.01)
+    for job in face_jobs:
+        attempt.deliver(job, np.full(128, job.data[0, 0, 0], np.float32))
+    assert attempt.wait_settled(0.01)
+    embeddings = attempt.face_embeddings()
+    assert [float(e[0]) for e in embeddings] == pytest.approx([0.95, 0.9, 0.7])  # best first
+    assert attempt.face_quality() == pytest.approx(np.mean([0.7, 0.9, 0.95]))
+
+
+def test_faces_with_problems_are_counted_not_kept():
+    door = Door()
+    door.face(0.0, 0.9, problems=["blurry"])
+    door.face(0.1, 0.9, problems=["too_dark", "not_frontal"])
+    door.face(0.2, 0.9, problems=["blurry"])
+    attempt = door.tracker.current
+    assert attempt.face_frames == 3
+    assert attempt.face_problems == {"blurry": 2, "too_dark": 1, "not_frontal": 1}
+    assert attempt.faces == {} and door.jobs == []
+    assert attempt.face_embeddings() == [] and attempt.face_quality() == 0.0
+
+
+def test_abort_ends_the_attempt_with_an_error():
+    door = Door()
+    door.face(0.0)
+    door.tracker.abort(0.5, "camera_failed")
+    [attempt] = door.finished
+    assert attempt.end_reason == "error" and attempt.errors == ["camera_failed"]
+    assert attempt.ended_at == 0.5 and door.tracker.current is None
+    door.tracker.abort(0.6, "camera_failed")  # nothing in progress: nothing to end
+    assert len(door.finished) == 1
+
+
+def test_embedding_errors_and_dropped_jobs():
+    door = Door(accept_jobs=False)
+    door.face(0.0)
+    door.speak(0.1, 2.0)
+    [attempt] = door.finished
+    assert attempt.wait_settled(0.01)  # dropped jobs never leave anything pending
+    assert attempt.face_embeddings() == []
+    assert attempt.errors == ["embedding queue full"]  # a lost face frame is no error; voice is
+
+
+def test_delivered_error_is_recorded():
+    door = Door()
+    door.face(0.0)
+    [job] = door.jobs
+    job.attempt.deliver(job, None, "face encoder failed")
+    assert job.attempt.errors == ["face encoder failed"] and job.attempt.wait_settled(0.01)
+
+
+def test_liveness_frames_and_audio_blocks_are_kept_during_an_attempt():
+    door = Door()
+    door.tracker.on_audio(0.0, np.zeros(FRAME, np.float32))  # no attempt yet: not kept
+    observation = door.face(0.1)
+    door.no_face(0.2)
+    door.tracker.on_audio(0.2, np.ones(FRAME, np.float32))
+    attempt = door.tracker.current
+    assert [(t, face) for t, face, _ in attempt.liveness_frames] == [(0.1, observation.face), (0.2, None)]
+    assert [t for t, _ in attempt.audio_blocks] == [0.2]
+    door = Door(keep_liveness=False)
+    door.face(0.1)
+    door.tracker.on_audio(0.2, np.ones(FRAME, np.float32))
+    assert door.tracker.current.liveness_frames == [] and door.tracker.current.audio_blocks == []
+
+
+def test_voice_windows_are_dispatched_while_speaking():
+    door = Door()
+    rng = np.random.default_rng(0)
+    frames = [rng.standard_normal(FRAME).astype(np.float32) for _ in range(80)]  # 2.4 s
+    door.tracker.on_speech(SpeechEvent("start", 0.0, np.concatenate(frames[:4])))
+    sent_at = {}
+    for i, frame in enumerate(frames[4:], start=4):
+        door.tracker.on_speech(SpeechEvent("audio", i * 0.03, frame))
+        for job in door.jobs:
+            sent_at.setdefault(job.key, (i + 1) * FRAME)
+    audio = np.concatenate(frames)
+    voice_jobs = [job for job in door.jobs if job.kind == "voice"]
+    assert [job.key for job in voice_jobs] == [0, 1]
+    # Each window went out with the frame that completed it, before the utterance ended.
+    assert sent_at[0] == -(-WINDOW_SAMPLES // FRAME) * FRAME
+    assert sent_at[1] == -(-(STEP_SAMPLES + WINDOW_SAMPLES) // FRAME) * FRAME
+    assert np.array_equal(voice_jobs[0].data, audio[:WINDOW_SAMPLES])
+    assert np.array_equal(voice_jobs[1].data, audio[STEP_SAMPLES:STEP_SAMPLES + WINDOW_SAMPLES])
+    assert door.finished == []
+
+
+def test_voice_is_capped_at_max_speech_seconds():
+    door = Door(max_speech_seconds=1.0)
+    door.speak(0.0, 3.0)
+    [attempt] = door.finished
+    assert attempt.voice.seconds == pytest.approx(1.0)
+    assert attempt.voice.audio().size == 16000
+
+
+# --- voice windows ------------------------------------------------------------------------------
+def test_window_geometry_is_resemblyzers():
+    assert WINDOW_SAMPLES == 25600 and STEP_SAMPLES == 12320 and MIN_COVERAGE == 0.75
+
+
+def _ramp(n: int) -> np.ndarray:
+    return np.arange(1, n + 1, dtype=np.float32)
+
+
+def test_windows_are_handed_out_as_audio_arrives():
+    windows = VoiceWindows(max_seconds=10.0)
+    audio = _ramp(3 * STEP_SAMPLES + WINDOW_SAMPLES)
+    ready, fed = [], 0
+    for chunk in np.array_split(audio, 97):
+        fed += chunk.size
+        for window in windows.add(chunk):
+            ready.append((fed, window))
+    assert len(ready) == 4
+    for index, (fed_when_ready, window) in enumerate(ready):
+        start = index * STEP_SAMPLES
+        assert fed_when_ready >= start + WINDOW_SAMPLES
+        assert fed_when_ready - (start + WINDOW_SAMPLES) < audio.size / 97 + 1
+        assert np.array_equal(window, audio[start:start + WINDOW_SAMPLES])
+    assert windows.finish() == []  # the next window would cover 12320 / 25600 < 75%
+
+
+def test_finish_pads_the_last_window_when_it_is_covered_enough():
+    windows = VoiceWindows(max_seconds=10.0)
+    length = STEP_SAMPLES + int(0.8 * WINDOW_SAMPLES)
+    assert len(windows.add(_ramp(length))) == 1
+    [last] = windows.finish()
+    assert last.shape == (WINDOW_SAMPLES,)
+    covered = length - STEP_SAMPLES
+    assert np.array_equal(last[:covered], _ramp(length)[STEP_SAMPLES:])
+    assert not last[covered:].any()
+    assert windows.finish() == []
+
+
+def test_finish_drops_a_trailing_window_below_75_percent():
+    windows = VoiceWindows(max_seconds=10.0)
+    windows.add(_ramp(STEP_SAMPLES + int(0.74 * WINDOW_SAMPLES)))
+    assert windows.finish() == []
+
+
+def test_a_short_utterance_still_gives_its_only_window():
+    windows = VoiceWindows()
+    assert windows.add(_ramp(8000)) == []
+    [only] = windows.finish()
+    assert np.array_equal(only[:8000], _ramp(8000)) and not only[8000:].any()
+
+
+def test_no_audio_gives_no_window():
+    assert VoiceWindows().finish() == []
+
+
+def test_max_seconds_caps_the_audio():
+    windows = VoiceWindows(max_seconds=2.0)
+    windows.add(_ramp(20000))
+    windows.add(_ramp(20000))
+    assert windows.seconds == 2.0 and windows.audio().size == 32000
