@@ -94,7 +94,8 @@ def test_stale_frames_stop_the_watchdog(tmp_path, notify_socket):
     cv2.imwrite(str(frames / "0.png"), clip_frames("s1_bbaf4p")[10])
     config = _config(tmp_path, extra="watchdog:\n  max_frame_age_seconds: 1.0\n")
     text = config.read_text().replace(f"path: {DEMO / 's1_bbaf4p' / 'video.mpg'}",
-                                      f"path: {frames}\n  loop: true")
+                                      f"path: {frames}\n  loop: true").replace(
+        "gap_seconds: 1.0", "gap_seconds: 0.0")
     config.write_text(text)
     process = _run(config, path)
     received = []

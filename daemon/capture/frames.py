@@ -157,9 +157,12 @@ class ReplayFrames(ThreadedSource):
         return frame
 
 
-def open_frame_source(camera, clock=time.monotonic) -> ThreadedSource:
-    """Build the frame source named by a :class:`~daemon.config.CameraConfig`."""
+def open_frame_source(camera, clock=time.monotonic, gap_seconds: float = 0.0) -> ThreadedSource:
+    """Build the frame source named by a :class:`~daemon.config.CameraConfig`.
+
+    ``gap_seconds`` keeps a replay in step with an audio replay that plays gaps between its files.
+    """
     if camera.backend == "replay":
         return ReplayFrames(camera.path, fps=camera.fps, realtime=camera.realtime, loop=camera.loop,
-                            clock=clock)
+                            gap_seconds=gap_seconds, clock=clock)
     return OpenCVCamera(camera.device, camera.width_px, camera.height_px, camera.fps, clock=clock)

@@ -105,5 +105,6 @@ def open_lockout(config: Config, clock=time.monotonic) -> Lockout:
 
 def source_factories(config: Config, clock=time.monotonic):
     """Callables that open (and re-open after a fault) the configured frame and audio sources."""
-    return (lambda: open_frame_source(config.camera, clock=clock),
+    gap = config.microphone.gap_seconds if config.microphone.backend == "replay" else 0.0
+    return (lambda: open_frame_source(config.camera, clock=clock, gap_seconds=gap),
             lambda: open_audio_source(config.microphone, clock=clock))

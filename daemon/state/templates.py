@@ -215,6 +215,11 @@ class TemplateStore:
         return True
 
     def _remove_orphan_keys(self) -> None:
+        # A key without its record is a save cut short; a record without its key is a delete cut
+        # short (the key goes first): neither can ever be read, so both go.
         for key_path in self.directory.glob("*.key"):
             if not key_path.with_suffix(".tpl").exists():
                 remove_durably(key_path)
+        for record_path in self.directory.glob("*.tpl"):
+            if not record_path.with_suffix(".key").exists():
+                remove_durably(record_path)
