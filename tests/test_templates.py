@@ -232,3 +232,14 @@ def test_device_key_rules(state, tmp_path):
         load_device_key(state, key_file=bad)
     with pytest.raises(StoreError, match="not found"):
         load_device_key(state, key_file=tmp_path / "absent.key", create=True)  # never invented
+
+
+def test_record_left_by_an_interrupted_delete_is_removed(store, state):
+    # delete() removes the key first; a crash before the record goes leaves an unreadable record.
+    alice = store.save(_person("alice", 1))
+    (store.directory / f"{alice.id}.key").unlink()
+    assert "alice" not in store.load() and len(store.refused) == 1
+    store.save(_person("bob", 2))
+    assert not (store.directory / f"{alice.id}.tpl").exists()
+    store.load()
+    assert store.refused == []
