@@ -156,3 +156,22 @@ def test_silence_with_a_face_is_abandoned_not_accepted(door, pipeline, mock_fact
                            lambda: ScriptedAudio(silent.astype(np.float32)), mock_factory, duration_s=7)
     assert events and all(e.decision.decision == "deny" and e.decision.reason == "no_speech" for e in events)
     assert not _energised(pin)
+
+
+def test_lockout_survives_a_daemon_restart(tmp_path, pipeline, mock_factory, monkeypatch):
+    # A stranger fails once (max_consecutive_failures=1): locked out. The daemon is then built
+    # again from scratch, as after a restart, and alice herself is refused until the delay ends.
+    monkeypatch.delenv("AVID_STATE_DIR", raising=False)
+    config = door_config(tmp_path / "state", lockout={"max_consecutive_failures": 1,
+                                                      "initial_delay_seconds": 600})
+    enrol_alice(pipeline, config)
+    video, audio = scene("gridX_lwbsza_lwbsza")
+    events, _ = run_door(pipeline, config, lambda: ScriptedFrames(video), lambda: ScriptedAudio(audio),
+                         mock_factory, duration_s=8)
+    assert [e.decision.reason for e in events] == ["no_match"]
+
+    video, audio = scene(CLIP)
+    events, pin = run_door(pipeline, config, lambda: ScriptedFrames(video), lambda: ScriptedAudio(audio),
+                           mock_factory, duration_s=8)
+    assert [e.decision.reason for e in events] == ["locked_out"]
+    assert not _energised(pin)
