@@ -289,3 +289,46 @@ def test_max_seconds_caps_the_audio():
     windows.add(_ramp(20000))
     windows.add(_ramp(20000))
     assert windows.seconds == 2.0 and windows.audio().size == 32000
+
+
+# --- the last window, embedded at the pause that turns out to be the end -----------------------
+def _say(door: Door, t0: float, seconds: float) -> float:
+    door.speech("start", t0, 4 * FRAME)
+    t = t0
+    for _ in range(int(seconds / 0.03) - 4):
+        t += 0.03
+        door.speech("audio", t)
+    return t
+
+
+def test_a_pause_embeds_the_tail_and_the_decision_reuses_it():
+    door = Door()
+    t = _say(door, 1.0, 2.0)
+    door.speech("pause", t + 0.15, 0)
+    tails = [job for job in door.jobs if job.kind == "tail"]
+    assert tails, "the pause must dispatch the tail window(s)"
+    attempt = door.tracker.current
+    for job in tails:
+        attempt.deliver(job, np.full(256, 0.5, np.float32))
+    door.speech("end", t + 0.6)
+    [finished] = door.finished
+    computed = []
+    windows = finished.last_windows(lambda window: computed.append(window) or np.zeros(256, np.float32))
+    assert computed == [], "nothing may be left to embed after the end"
+    assert len(windows) == len(tails) and all(w[0] == 0.5 for w in windows)
+
+
+def test_speech_resuming_after_a_pause_makes_the_speculation_stale():
+    door = Door()
+    t = _say(door, 1.0, 2.0)
+    door.speech("pause", t + 0.15, 0)
+    attempt = door.tracker.current
+    for job in [j for j in door.jobs if j.kind == "tail"]:
+        attempt.deliver(job, np.full(256, 0.5, np.float32))
+    for _ in range(10):  # more speech: the old tail no longer describes the end
+        t += 0.03
+        door.speech("audio", t)
+    door.speech("end", t + 0.6)
+    computed = []
+    door.finished[0].last_windows(lambda window: computed.append(window) or np.zeros(256, np.float32))
+    assert computed, "a stale speculative window must not be used"

@@ -33,6 +33,8 @@ def _run(samples: np.ndarray, segmenter: SpeechSegmenter) -> list[dict]:
                            "audio": [event.audio]}
             elif event.kind == "audio":
                 current["audio"].append(event.audio)
+            elif event.kind == "pause":
+                assert current is not None and event.audio.size == 0
             else:
                 current["end"] = event.t
                 current["audio"] = np.concatenate(current["audio"])
@@ -123,8 +125,10 @@ def test_start_needs_start_frames_voiced_in_a_row():
 def test_end_needs_end_frames_unvoiced_in_a_row():
     kinds = _scripted(SpeechSegmenter(2, start_frames=2, end_frames=3), "11" "001" "001" "000" "0")
     # Pauses of two frames (2-3, 5-6) are delivered when speech resumes; the three unvoiced
-    # frames that ended it (8, 9, 10) are not part of the utterance.
-    assert kinds == ["start@1", "audio@4", "audio@4", "audio@4", "audio@7", "audio@7", "audio@7", "end@10"]
+    # frames that ended it (8, 9, 10) are not part of the utterance. With end_frames=3 a 'pause'
+    # is announced after two unvoiced frames.
+    assert kinds == ["start@1", "pause@3", "audio@4", "audio@4", "audio@4", "pause@6", "audio@7",
+                     "audio@7", "audio@7", "pause@9", "end@10"]
 
 
 def test_start_event_carries_the_frames_that_started_it():

@@ -43,8 +43,8 @@ class EmbedJob:
     """Work for the embedding worker: a face chip or a voice window of one attempt."""
 
     attempt: "Attempt"
-    kind: str          # "face" or "voice"
-    key: int
+    kind: str          # "face", "voice" or "tail" (a speculative last window)
+    key: object
     data: np.ndarray
 
 
@@ -62,6 +62,8 @@ class Attempt:
         self.speech_ended_at: float | None = None
         self.voice = VoiceWindows(max_speech_seconds)
         self.window_embeddings: dict[int, np.ndarray] = {}
+        #: Speculative embeddings of the tail windows, by (voiced length, window index).
+        self.tail_embeddings: dict[tuple[int, int], np.ndarray | None] = {}
         self.windows_sent = 0
         self.ended_at: float | None = None
         self.end_reason = ""
@@ -87,12 +89,25 @@ class Attempt:
                 self.faces[job.key].embedding = embedding
             elif job.kind == "voice":
                 self.window_embeddings[job.key] = embedding
+            elif job.kind == "tail":
+                self.tail_embeddings[job.key] = embedding
             self._settled.notify_all()
 
     def wait_settled(self, timeout: float) -> bool:
         """Wait until every job handed out has a result; False on timeout."""
         with self._settled:
             return self._settled.wait_for(lambda: self._pending == 0, timeout=timeout)
+
+    def last_windows(self, embed) -> list[np.ndarray]:
+        """Embeddings of the windows left once the utterance has ended, reusing speculative ones
+        computed at the last pause; ``embed`` computes any that are missing."""
+        length = self.voice.length
+        result = []
+        for index, window in self.voice.peek_finish():
+            ready = self.tail_embeddings.get((length, index))
+            result.append(ready if ready is not None else embed(window))
+        self.voice.finish()
+        return result
 
     def face_embeddings(self) -> list[np.ndarray]:
         """Embeddings of the kept face frames, best quality first."""
@@ -171,6 +186,8 @@ class AttemptTracker:
                 self._add_voice(attempt, event.audio)
             elif event.kind == "audio" and attempt.speech_started_at is not None:
                 self._add_voice(attempt, event.audio)
+            elif event.kind == "pause" and attempt.speech_started_at is not None:
+                self._embed_tail(attempt)
             elif event.kind == "end" and attempt.speech_started_at is not None:
                 attempt.speech_ended_at = event.t
                 self._end(attempt, event.t, "speech_end")
@@ -179,6 +196,16 @@ class AttemptTracker:
         for window in attempt.voice.add(samples):
             self._send(EmbedJob(attempt, "voice", attempt.windows_sent, window))
             attempt.windows_sent += 1
+
+    def _embed_tail(self, attempt: Attempt) -> None:
+        # Speech paused: if this is the end, the last (partial) windows are already known. Embed
+        # them now, keyed by the voiced length, so that the decision can reuse them if nothing is
+        # added before the end event.
+        for index, window in attempt.voice.peek_finish():
+            key = (attempt.voice.length, index)
+            if key not in attempt.tail_embeddings:
+                attempt.tail_embeddings[key] = None
+                self._send(EmbedJob(attempt, "tail", key, window))
 
     def poll(self, now: float) -> None:
         """End the current attempt if it has run for ``timeout_seconds``."""
@@ -204,7 +231,7 @@ class AttemptTracker:
     def _send(self, job: EmbedJob) -> None:
         job.attempt._job_sent()
         if not self._dispatch(job):
-            job.attempt.deliver(job, None, None if job.kind == "face" else "embedding queue full")
+            job.attempt.deliver(job, None, None if job.kind in ("face", "tail") else "embedding queue full")
 
     def _end(self, attempt: Attempt, t: float, reason: str) -> None:
         attempt.ended_at, attempt.end_reason = t, reason

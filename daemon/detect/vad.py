@@ -16,10 +16,15 @@ import webrtcvad
 from daemon.capture.audio import SAMPLE_RATE_HZ, to_pcm16
 
 
+#: Unvoiced frames (150 ms at 30 ms) after which a 'pause' event is raised inside an utterance.
+PAUSE_FRAMES = 5
+
+
 @dataclass(frozen=True)
 class SpeechEvent:
     """``kind`` is 'start' (audio: the frames that started it), 'audio' (one more frame of the
-    utterance) or 'end' (audio: empty); ``t`` is the time of the frame that caused it."""
+    utterance), 'pause' (speech has stopped for a while, it may be the end; audio: empty) or 'end'
+    (audio: empty); ``t`` is the time of the frame that caused it."""
 
     kind: str
     t: float
@@ -36,6 +41,9 @@ class SpeechSegmenter:
         self._rate = sample_rate_hz
         self.frame_samples = sample_rate_hz * frame_ms // 1000
         self._start_frames, self._end_frames = start_frames, end_frames
+        # Longer than the gaps between words, well short of the end: when speech pauses this long
+        # the utterance may be over, and the last window can be embedded before the end is certain.
+        self._pause_frames = max(1, min(PAUSE_FRAMES, end_frames - 1))
         self._pending: deque[np.ndarray] = deque(maxlen=start_frames)
         self._gap: list[np.ndarray] = []
         self.in_speech = False
@@ -78,6 +86,8 @@ class SpeechSegmenter:
             self._gap.clear()
             self.in_speech = False
             return [SpeechEvent("end", t, np.zeros(0, np.float32))]
+        if len(self._gap) == self._pause_frames:
+            return [SpeechEvent("pause", t, np.zeros(0, np.float32))]
         return []
 
 
@@ -89,7 +99,7 @@ def voiced_audio(samples: np.ndarray, segmenter: SpeechSegmenter) -> list[np.nda
         for event in segmenter.push(samples[start:start + n], i * n / SAMPLE_RATE_HZ):
             if event.kind in ("start", "audio"):
                 current.append(event.audio)
-            elif current:
+            elif event.kind == "end" and current:
                 utterances.append(np.concatenate(current))
                 current = []
     if current:

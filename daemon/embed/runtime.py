@@ -47,6 +47,11 @@ def _interpreter_class():
     return Interpreter
 
 
+def _without_delegates(interpreter_class):
+    module = __import__(interpreter_class.__module__, fromlist=["OpResolverType"])
+    return module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
 def sha256_of(path: Path) -> str:
     """Return the hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -95,11 +100,12 @@ class TFLiteModel:
     """One verified TFLite model, ready to run.
 
     ``run(*arrays)`` takes float inputs and returns float outputs; quantization of int8/uint8 input
-    and output tensors is handled here with the tensors' own scale and zero point.
+    and output tensors is handled here with the tensors' own scale and zero point. ``xnnpack=False``
+    runs the built-in kernels without the default XNNPACK delegate.
     """
 
     def __init__(self, name: str, models_dir: Path = DEFAULT_MODELS_DIR, num_threads: int = 1,
-                 manifest: dict | None = None):
+                 manifest: dict | None = None, xnnpack: bool = True):
         self.name = name
         models_dir = Path(models_dir)
         manifest = manifest if manifest is not None else read_manifest(models_dir)
@@ -123,7 +129,9 @@ class TFLiteModel:
         self.sha256 = actual_sha
         self.entry = entry
         try:
-            self._interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
+            interpreter_class = _interpreter_class()
+            options = {} if xnnpack else {"experimental_op_resolver_type": _without_delegates(interpreter_class)}
+            self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads, **options)
             self._interpreter.allocate_tensors()
         except ModelError:
             raise

@@ -61,17 +61,31 @@ class VoiceWindows:
         A trailing window covering less than 75% of its length is dropped unless it is the only
         window, as Resemblyzer does.
         """
-        ready = []
-        while self._next * STEP_SAMPLES < self._length:
-            start = self._next * STEP_SAMPLES
-            coverage = (self._length - start) / WINDOW_SAMPLES
-            if coverage < MIN_COVERAGE and self._next > 0:
+        indices = self._remaining_indices()
+        self._next += len(indices)
+        return [self._window(i) for i in indices]
+
+    def peek_finish(self) -> list[tuple[int, np.ndarray]]:
+        """What :meth:`finish` would return now, with the window indices, without consuming them
+        (for embedding the tail speculatively while the end of the utterance is not yet sure)."""
+        return [(i, self._window(i)) for i in self._remaining_indices()]
+
+    @property
+    def length(self) -> int:
+        """Voiced samples collected so far."""
+        return self._length
+
+    def _remaining_indices(self) -> list[int]:
+        indices, index = [], self._next
+        while index * STEP_SAMPLES < self._length:
+            start = index * STEP_SAMPLES
+            if (self._length - start) / WINDOW_SAMPLES < MIN_COVERAGE and index > 0:
                 break
-            ready.append(self._window(self._next))
-            self._next += 1
+            indices.append(index)
+            index += 1
             if start + WINDOW_SAMPLES >= self._length:
                 break
-        return ready
+        return indices
 
     def _window(self, index: int) -> np.ndarray:
         audio = self.audio()

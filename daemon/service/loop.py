@@ -254,7 +254,7 @@ class CaptureLoop:
 
     def _dispatch(self, job: EmbedJob) -> bool:
         try:
-            if job.kind == "face":
+            if job.kind in ("face", "tail"):
                 self._jobs.put_nowait(job)
             else:
                 self._jobs.put(job, timeout=1.0)
@@ -271,7 +271,7 @@ class CaptureLoop:
             try:
                 if job.kind == "face":
                     embedding = self.pipeline.embed_chip(job.data)
-                else:
+                else:  # "voice" or "tail"
                     embedding = self.pipeline.embed_window(job.data)
                 job.attempt.deliver(job, embedding)
             except Exception as exc:
@@ -325,9 +325,9 @@ class CaptureLoop:
         elif attempt.voice.seconds < config.min_speech_seconds:
             problems.append("speech_too_short")
         else:
-            # The only encoder work left after speech ends: the last, partial window(s).
+            # The last, partial window(s): usually embedded already at the pause that ended speech.
             windows = [attempt.window_embeddings[k] for k in sorted(attempt.window_embeddings)]
-            windows += [self.pipeline.embed_window(w) for w in attempt.voice.finish()]
+            windows += attempt.last_windows(self.pipeline.embed_window)
             voice_embedding = mean_embedding(windows) if windows else None
         face_embeddings = attempt.face_embeddings()
         if not face_embeddings:
