@@ -215,6 +215,23 @@ class FusedTrials:
     subjects: list[str]
     n_missing: int
     missing: np.ndarray  # the attempt lacked a usable face or speech
+    face_llr: np.ndarray  # NaN where missing
+    voice_llr: np.ndarray
+
+    def door_rates(self, threshold: float, min_modality_llr: float | None = None) -> dict:
+        """FMR and FNMR of one-to-one attempts decided as :func:`decide` would with one person
+        enrolled: the fused score reaches the threshold and each modality's LLR reaches
+        ``min_modality_llr`` (the policy's default when None)."""
+        if min_modality_llr is None:
+            min_modality_llr = Policy(threshold=threshold, margin=0.0).min_modality_llr
+        with np.errstate(invalid="ignore"):
+            accepted = ((self.scores >= threshold) & ~self.missing
+                        & (self.face_llr >= min_modality_llr) & (self.voice_llr >= min_modality_llr))
+        impostor = ~self.genuine
+        return {"threshold": float(threshold), "min_modality_llr": float(min_modality_llr),
+                "fmr": float(np.mean(accepted[impostor])) if impostor.any() else None,
+                "fnmr": float(np.mean(~accepted[self.genuine])) if self.genuine.any() else None,
+                "n_genuine": int(self.genuine.sum()), "n_impostor": int(impostor.sum())}
 
 
 def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
@@ -222,7 +239,7 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
     """Every attempt of every chimera against itself (genuine) and every compatible other chimera
     (impostor). An attempt missing a modality gets the lowest score of the set (a non-match)."""
     people = {c.name: enrolled_person(c, emb) for c in chimeras}
-    scores, genuine, subjects, missing = [], [], [], []
+    scores, face_llr, voice_llr, genuine, subjects, missing = [], [], [], [], [], []
     for probe in chimeras:
         targets = [c for c in chimeras if c is probe or c.compatible(probe, cohort)]
         for face_key, voice_key in probe.attempts:
@@ -230,10 +247,12 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
             is_missing = bool(attempt.problems)
             by_name = {}
             if not is_missing:
-                by_name = {c.name: c.fused for c in score_attempt([people[t.name] for t in targets],
-                                                                   attempt, params)}
+                by_name = {c.name: c for c in score_attempt([people[t.name] for t in targets], attempt, params)}
             for target in targets:
-                scores.append(by_name.get(target.name, np.nan))
+                candidate = by_name.get(target.name)
+                scores.append(candidate.fused if candidate else np.nan)
+                face_llr.append(candidate.face_llr if candidate else np.nan)
+                voice_llr.append(candidate.voice_llr if candidate else np.nan)
                 genuine.append(target is probe)
                 subjects.append(target.name)
                 missing.append(is_missing)
@@ -241,7 +260,8 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
     missing = np.array(missing, dtype=bool)
     if missing.any():
         scores[missing] = np.min(scores[~missing]) if (~missing).any() else 0.0
-    return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing)
+    return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing,
+                       np.array(face_llr, np.float64), np.array(voice_llr, np.float64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +441,7 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
         "expected_fnmr": point.fnmr, "fnmr_ci": [point.fnmr_ci[0], point.fnmr_ci[1]],
         "observed_fmr": point.fmr, "supported": point.supported,
         "verification_threshold": fit.verification_threshold, "open_set_threshold": fit.open_set_threshold,
+        "door_one_to_one": fit.fused.door_rates(point.threshold),
         "n_genuine": point.n_genuine, "n_impostor": point.n_impostor,
         "open_set": {"gallery_size": gallery_size, **fit.open_set,
                      "far_supported_at_target": rule_of_three_supported(fit.open_set["stranger_attempts"],

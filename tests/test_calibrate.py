@@ -1,0 +1,167 @@
+"""daemon/score/calibrate.py: the fitted threshold holds on held-apart scores, the margin rule,
+the calibration file, and a calibration on a tiny real data folder."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from daemon.decide.decision import Policy, decide
+from daemon.errors import ConfigError
+from daemon.fuse.fusion import Candidate
+from daemon.pipeline import Pipeline
+from daemon.score.calibrate import (
+    MIN_MARGIN, FusedTrials, OpenSetAttempt, calibrate, fit_margin, fusion_params, load_calibration,
+    open_set_rates, open_set_threshold, save_calibration,
+)
+from daemon.score.calibration import fit_calibration, fit_operating_point
+from tiny_data import build
+
+
+def synthetic_cosines(rng, n_genuine, n_impostor):
+    genuine = np.clip(rng.normal(0.62, 0.12, n_genuine), -1, 1)
+    impostor = np.clip(rng.normal(0.08, 0.11, n_impostor), -1, 1)
+    return genuine, impostor
+
+
+@pytest.mark.parametrize("target", [1e-2, 1e-3])
+def test_threshold_fitted_on_one_half_holds_its_fmr_on_the_other(target):
+    rng = np.random.default_rng(7)
+    fit_g, fit_i = synthetic_cosines(rng, 3000, 100_000)
+    held_g, held_i = synthetic_cosines(rng, 3000, 100_000)
+    calibration = fit_calibration(fit_g, fit_i)
+    point = fit_operating_point(calibration.llr(fit_g), calibration.llr(fit_i), target)
+    assert point.supported
+    held_fmr = np.mean(calibration.llr(held_i) >= point.threshold)
+    expected = target * held_i.size
+    # Binomial sampling error of two independent sets of 1e5 impostors: within 5 sigma.
+    assert abs(held_fmr * held_i.size - expected) <= 5 * math.sqrt(2 * expected)
+    held_fnmr = np.mean(calibration.llr(held_g) < point.threshold)
+    assert abs(held_fnmr - point.fnmr) < 0.03
+
+
+def candidates(*scores):
+    ordered = sorted(scores, reverse=True)
+    return [Candidate(f"p{i}", 0.5, 0.5, s / 2, s / 2, s) for i, s in enumerate(ordered)]
+
+
+def test_open_set_rates_count_strangers_and_wrong_people():
+    attempts = [
+        OpenSetAttempt(candidates(9.0, -5.0), [], None),          # stranger over threshold: accepted
+        OpenSetAttempt(candidates(9.0, 8.0), [], None),           # stranger, ambiguous: denied
+        OpenSetAttempt(candidates(1.0, -5.0), [], None),          # stranger under threshold
+        OpenSetAttempt(candidates(12.0, -3.0), [], "p0"),         # enrolled, right person
+        OpenSetAttempt(candidates(12.0, -3.0), [], "p1"),         # enrolled, taken for p0
+        OpenSetAttempt(candidates(12.0, -3.0), ["no_face"], "p0"),  # no face: denied
+    ]
+    rates = open_set_rates(attempts, threshold=5.0, margin=MIN_MARGIN)
+    assert rates["stranger_attempts"] == 3 and rates["strangers_accepted"] == 1
+    assert rates["far"] == pytest.approx(1 / 3)
+    assert rates["correct_accepts"] == 1 and rates["wrong_person_accepts"] == 1
+    assert rates["false_accept_rate"] == pytest.approx(2 / 6)
+    policy = Policy(threshold=5.0, margin=MIN_MARGIN, liveness_required=False)
+    assert decide(attempts[0].candidates, policy).accepted
+
+
+def test_margin_is_raised_until_enrolled_people_are_not_taken_for_each_other():
+    # Enrolled people taken for someone else, leading the true person by these margins.
+    confused = [OpenSetAttempt(candidates(9.0, 9.0 - lead), [], "p1") for lead in (5.0, 6.0, 7.2)]
+    clear = [OpenSetAttempt(candidates(12.0, -9.0), [], "p0") for _ in range(997)]
+    margin, met = fit_margin(confused + clear, threshold=5.0, target=5e-4)
+    assert met
+    assert margin == pytest.approx(MIN_MARGIN + 3.0)  # the first 0.5-nat step above every lead
+    rates = open_set_rates(confused + clear, 5.0, margin)
+    assert rates["wrong_person_accepts"] == 0 and rates["correct_accepts"] == 997
+    # One wrong accept in 1000 attempts is allowed at 1e-3: the 7.2-nat lead may stay.
+    margin, met = fit_margin(confused + clear, threshold=5.0, target=1e-3)
+    assert margin == pytest.approx(MIN_MARGIN + 1.5)
+    assert fit_margin(clear, threshold=5.0, target=1e-3) == (MIN_MARGIN, True)
+
+
+def test_open_set_threshold_turns_away_all_but_the_target_share_of_strangers():
+    rng = np.random.default_rng(3)
+    # Positive scores, so that decide()'s per-modality check (each LLR >= 0) never interferes.
+    strangers = [OpenSetAttempt(candidates(s, s - 10.0), [], None) for s in rng.normal(20.0, 3.0, 2000)]
+    faceless = [OpenSetAttempt(candidates(50.0, 0.0), ["no_face"], None)] * 10
+    enrolled = [OpenSetAttempt(candidates(30.0, -5.0), [], "p0")] * 50  # never counts
+    attempts = strangers + faceless + enrolled
+    threshold = open_set_threshold(attempts, target=1e-2)
+    best = np.array([a.candidates[0].fused for a in strangers])
+    assert np.count_nonzero(best >= threshold) == 20  # floor(1e-2 * 2010)
+    assert np.count_nonzero(best >= np.nextafter(threshold, -np.inf)) == 21
+    rates = open_set_rates(attempts, threshold, MIN_MARGIN)
+    assert rates["far"] <= 1e-2
+    assert rates["strangers_accepted"] == 20
+
+
+def example_result():
+    return {"schema": 1, "models": "0123456789abcdef", "face": {"a": 20.0, "b": -9.0},
+            "voice": {"a": 30.0, "b": -21.0}, "threshold": 6.5, "margin": MIN_MARGIN,
+            "target_fmr": 1e-4, "expected_fnmr": 0.02, "fnmr_ci": [0.01, 0.04], "n_genuine": 500,
+            "n_impostor": 40000, "data": "/data", "created": "2026-11-22T00:00:00+00:00"}
+
+
+def test_calibration_file_round_trips(tmp_path):
+    path = tmp_path / "state" / "calibration.json"
+    save_calibration(path, example_result())
+    assert load_calibration(path) == example_result()
+    params = fusion_params(load_calibration(path))
+    assert params.face.llr(0.5) == pytest.approx(1.0)
+    assert params.voice.llr(0.7) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda r: r.pop("threshold"),
+    lambda r: r.update(schema=2),
+    lambda r: r.update(face={"a": "x", "b": 0}),
+    lambda r: r.update(margin=float("nan")),
+])
+def test_a_malformed_calibration_file_is_refused(tmp_path, damage):
+    result = example_result()
+    damage(result)
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(result))
+    with pytest.raises(ConfigError):
+        load_calibration(path)
+
+
+def test_an_unreadable_calibration_file_is_refused(tmp_path):
+    path = tmp_path / "calibration.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError):
+        load_calibration(path)
+    with pytest.raises(ConfigError):
+        load_calibration(tmp_path / "missing.json")
+
+
+def test_calibrate_on_real_files_gives_a_usable_file(tmp_path):
+    root = build(tmp_path / "data")
+    pipeline = Pipeline()
+    result = calibrate(pipeline, root, target_fmr=0.05, seed=3, cache_dir=tmp_path / "cache")
+    assert result["models"] == pipeline.models_fingerprint
+    assert result["face"]["a"] > 0 and result["voice"]["a"] > 0
+    assert math.isfinite(result["threshold"]) and result["margin"] >= MIN_MARGIN
+    assert result["n_genuine"] > 0 and result["n_impostor"] > 0
+    assert result["supported"] == (result["n_impostor"] >= 60)  # rule of three at 5 %
+    assert 0.0 <= result["fnmr_ci"][0] <= result["expected_fnmr"] <= result["fnmr_ci"][1] <= 1.0
+    save_calibration(tmp_path / "calibration.json", result)
+    assert load_calibration(tmp_path / "calibration.json") == result
+    again = calibrate(pipeline, root, target_fmr=0.05, seed=3, cache_dir=tmp_path / "cache")
+    assert {k: v for k, v in again.items() if k != "created"} == \
+           {k: v for k, v in result.items() if k != "created"}
+
+
+def test_door_rates_apply_the_per_modality_rule_and_count_missing_faces_as_rejections():
+    nan = float("nan")
+    trials = FusedTrials(
+        scores=np.array([9.0, 9.0, -20.0, 7.0, 9.0]),
+        genuine=np.array([True, True, True, False, False]),
+        subjects=["a", "a", "a", "b", "b"], n_missing=1,
+        missing=np.array([False, False, True, False, False]),
+        face_llr=np.array([12.0, 15.0, nan, 10.0, 11.0]),
+        voice_llr=np.array([-3.0, 2.0, nan, -3.0, 1.0]))
+    rates = trials.door_rates(threshold=5.0, min_modality_llr=0.0)
+    assert rates["fnmr"] == pytest.approx(2 / 3)  # a voice pointing elsewhere, and a missing face
+    assert rates["fmr"] == pytest.approx(1 / 2)
+    assert trials.door_rates(threshold=5.0, min_modality_llr=-5.0)["fnmr"] == pytest.approx(1 / 3)
