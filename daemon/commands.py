@@ -279,7 +279,10 @@ def calibrate(config: Config, args) -> int:
     from daemon.score.calibrate import calibrate as fit, save_calibration
 
     pipeline = door.make_pipeline(config)
-    result = fit(pipeline, args.data_dir, target_fmr=args.target_fmr, seed=args.seed)
+    # Embeddings are cached per file (keyed by file and model hashes), so a re-run after adding
+    # data only embeds the new files.
+    result = fit(pipeline, args.data_dir, target_fmr=args.target_fmr, seed=args.seed,
+                 cache_dir=config.state_dir / "calibration_cache")
     save_calibration(config.calibration_path, result)
     print(f"calibration written to {config.calibration_path}")
     return 0

@@ -63,7 +63,7 @@ class Pipeline:
         self.speaker_encoder = SpeakerEncoder(models_dir=models_dir, num_threads=num_threads)
         self._min_face_width_px = min_face_width_px
         self._min_brightness = min_brightness
-        self._vad_aggressiveness = vad_aggressiveness
+        self.vad_aggressiveness = vad_aggressiveness
         self.max_speech_seconds = max_speech_seconds
 
     def warm_up(self) -> None:
@@ -115,7 +115,7 @@ class Pipeline:
     def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0,
                            max_seconds: float | None = None) -> VoiceResult:
         """Segment a recording with the VAD and embed its speech."""
-        utterances = voiced_audio(samples, SpeechSegmenter(self._vad_aggressiveness))
+        utterances = voiced_audio(samples, SpeechSegmenter(self.vad_aggressiveness))
         if not utterances:
             return VoiceResult(None, 0.0, ("no_speech",))
         voiced = np.concatenate(utterances)

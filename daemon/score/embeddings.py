@@ -152,7 +152,7 @@ def _face_from_arrays(arrays: dict) -> FaceRecord:
 
 def speech_of(pipeline, samples: np.ndarray) -> np.ndarray:
     """The voiced audio of a recording (its utterances joined), as the door's VAD finds it."""
-    utterances = voiced_audio(samples, SpeechSegmenter(pipeline._vad_aggressiveness))
+    utterances = voiced_audio(samples, SpeechSegmenter(pipeline.vad_aggressiveness))
     return np.concatenate(utterances) if utterances else np.zeros(0, np.float32)
 
 
