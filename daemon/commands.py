@@ -14,7 +14,7 @@ import numpy as np
 
 from daemon.cli import print_json
 from daemon.config import Config
-from daemon.errors import EnrolmentError, SourceError, StoreError
+from daemon.errors import EnrolmentError, SourceError
 from daemon.fuse.fusion import score_candidates
 from daemon.decide.decision import decide
 from daemon.service import door

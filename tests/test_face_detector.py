@@ -11,25 +11,13 @@ from daemon.detect.face_detector import (INPUT_SIZE, LEFT_EAR_TRAGION, LEFT_EYE,
                                          NOSE_TIP, RIGHT_EAR_TRAGION, RIGHT_EYE, Face,
                                          FaceDetector, decode, ssd_anchors, weighted_nms)
 from daemon.embed.runtime import read_manifest
+from shared_data import load
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 REFERENCE = REPO / "tests" / "data" / "face_detector_mediapipe_reference.json"
 
 
-def load(key: str) -> np.ndarray:
-    """Load a data image, or frame n of a video for ``path#n``."""
-    path, _, frame = key.partition("#")
-    if not frame:
-        image = cv2.imread(str(DATA / path), cv2.IMREAD_COLOR)
-        assert image is not None, path
-        return image
-    capture = cv2.VideoCapture(str(DATA / path))
-    for _ in range(int(frame) + 1):
-        ok, image = capture.read()
-        assert ok, key
-    capture.release()
-    return image
 
 
 def lfw_images(count: int) -> list[Path]:

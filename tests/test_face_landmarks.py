@@ -13,6 +13,7 @@ from daemon.detect.face_landmarks import (LOWER_INNER_LIP, MOUTH_CORNER_LEFT, MO
                                           NUM_LANDMARKS, UPPER_INNER_LIP, FaceLandmarker,
                                           mouth_opening)
 from daemon.embed.runtime import read_manifest
+from shared_data import load
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -21,18 +22,6 @@ VIDEO_FPS = 25
 AUDIO_RATE = 16000
 
 
-def load(key: str) -> np.ndarray:
-    path, _, frame = key.partition("#")
-    if not frame:
-        image = cv2.imread(str(DATA / path), cv2.IMREAD_COLOR)
-        assert image is not None, path
-        return image
-    capture = cv2.VideoCapture(str(DATA / path))
-    for _ in range(int(frame) + 1):
-        ok, image = capture.read()
-        assert ok, key
-    capture.release()
-    return image
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,11 @@ tensor specs, and update one entry of ``models/manifest.json``."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -60,3 +62,15 @@ def update_manifest(models_dir: Path, name: str, entry: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
+
+
+def builder_main(name: str, build, reference_main, repo_root: Path) -> None:
+    """Command line of a builder whose reference runs in another interpreter: ``--reference REQ ANS``
+    answers a reference request; otherwise build into ``models/`` and update the manifest."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if len(sys.argv) == 4 and sys.argv[1] == "--reference":
+        reference_main(sys.argv[2], sys.argv[3])
+        return
+    built = build(repo_root / "models", Path(tempfile.mkdtemp(prefix=f"build_{name}")))
+    update_manifest(repo_root / "models", name, built)
+    print(json.dumps(built["fidelity"], indent=1))

