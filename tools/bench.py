@@ -590,6 +590,18 @@ def _cpu_seconds() -> float:
 
 
 # --- memory of `avid run` ------------------------------------------------------------------------
+def unit_environment() -> dict[str, str]:
+    """The tuning variables the systemd unit sets (``Environment=`` lines), to run as deployed."""
+    env = {}
+    for line in (REPO / "systemd" / "avid.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            for pair in line[len("Environment="):].split():
+                key, _, value = pair.partition("=")
+                if key in ("MALLOC_ARENA_MAX", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+                    env[key] = value
+    return env
+
+
 def avid_run_rss(inputs: Inputs, work: Path) -> dict:
     """Run ``avid run`` on a replay config in a child process; return its peak RSS."""
     import yaml
@@ -608,6 +620,8 @@ def avid_run_rss(inputs: Inputs, work: Path) -> dict:
     path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k not in ("AVID_STATE_DIR", "CREDENTIALS_DIRECTORY",
                                                             "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    # The environment systemd/avid.service gives the daemon (malloc arenas, BLAS threads).
+    env.update(unit_environment())
     started = time.monotonic()
     log_path = work / "avid_run.log"
     status, peak = run_child([sys.executable, "-m", "daemon", "run", "--config", str(path)], log_path,
