@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import daemon  # noqa: E402,F401 - first: it sets the BLAS thread count before numpy loads, as in `avid run`
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
