@@ -403,20 +403,26 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     non_string = [k for k in data if not isinstance(k, str)]
     if non_string:
         raise InvalidConfig(source, [ConfigProblem("", "section names must be text", k) for k in non_string])
-    lines = _line_index(text)
-    problems = [ConfigProblem(path, message, None, lines.get(tuple(path.split("."))))
-                for path, message in _cross_field_problems(data)]
+    cross_field = _cross_field_problems(data)
+    errors, recursive, config = [], False, None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from(e, lines) for e in _merge_union_errors(exc.errors(include_url=False))]
+        errors = _merge_union_errors(exc.errors(include_url=False))
     except RecursionError:
+        recursive = True
+    if config is not None and not cross_field:
+        return config
+    # Only a file with problems is parsed a second time, for the line numbers.
+    lines = _line_index(text)
+    problems = [ConfigProblem(path, message, None, lines.get(tuple(path.split("."))))
+                for path, message in cross_field]
+    problems += [_problem_from(e, lines) for e in errors]
+    if recursive:
         # Aliases can build a self-containing value ("path: &x [*x]"); no setting is like that.
         problems.append(ConfigProblem("", "a value refers to itself (recursive YAML alias)"))
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.path))
-        raise InvalidConfig(source, problems)
-    return config
+    problems.sort(key=lambda p: (p.line or 0, p.path))
+    raise InvalidConfig(source, problems)
 
 
 # Checks that involve several keys run on the raw data, so that they are reported together with

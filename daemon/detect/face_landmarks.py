@@ -63,12 +63,12 @@ class FaceLandmarker:
     def run(self, frame_bgr: np.ndarray, face: Face) -> tuple[np.ndarray, float]:
         """Return ``(landmarks, presence)``: (468, 3) float32 frame pixels and the model's face
         presence probability (MediaPipe drops landmarks whose presence is below 0.5)."""
-        rgb = to_rgb(frame_bgr)
         to_frame = crop_matrix(face_roi(face))
         # Crop corners sit on pixel indices, as in MediaPipe's OpenCV image-to-tensor converter.
-        crop = cv2.warpAffine(rgb, to_frame, (INPUT_SIZE, INPUT_SIZE),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        # Crop first, then convert the colours of the small crop only (the two commute).
+        crop = to_rgb(cv2.warpAffine(np.asarray(frame_bgr), to_frame, (INPUT_SIZE, INPUT_SIZE),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE))
         tensor = crop.astype(np.float32)[np.newaxis] * np.float32(1.0 / 255.0)
         raw_landmarks, raw_presence = self.model.run(tensor)
         points = raw_landmarks.reshape(NUM_LANDMARKS, 3).astype(np.float64)
