@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon.capture.audio import read_wav
+from daemon.capture.audio import read_wav, wav_seconds
 from daemon.config import Config
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ def run_demo() -> int:
                   f"face={_fmt(d.face)} voice={_fmt(d.voice)} fused={_fmt(d.fused)} "
                   f"liveness={_fmt(d.liveness)} latency={event.latency_ms:.0f} ms", flush=True)
 
-        frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=GAP_SECONDS)  # noqa: E731
+        durations = [wav_seconds(w) for w in wavs]
+        frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=GAP_SECONDS,  # noqa: E731
+                                      durations=durations)
         try:
             loop = build_loop(config, lock, on_decision=show, stop_at_end_of_replay=True, pipeline=pipeline)
             loop._open_frames = frames

@@ -344,3 +344,29 @@ def _wait_for(predicate, timeout_s: float = 5.0) -> bool:
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.01)
     return predicate()
+
+
+def _is_noise(frame: np.ndarray) -> bool:
+    return frame.min() >= 60 and frame.max() <= 67
+
+
+def test_durations_keep_many_items_in_step_with_their_audio():
+    # GRID videos last 3.00 s and their audio 2.98 s; gaps of 2.5 s are 37.5 frames. Placed on
+    # the audio's timeline, item k starts at frame round(t_k * 15) however many items came before.
+    durations = [2.98] * 4
+    source = ReplayFrames([VIDEO] * 4, fps=15, realtime=False, gap_seconds=2.5, durations=durations)
+    frames = []
+    while (item := source.read(5.0)) is not None:
+        frames.append(item.data)
+    source.close()
+    assert len(frames) == round((2.5 * 5 + 2.98 * 4) * 15)
+    for k in range(4):
+        start = round((2.5 * (k + 1) + 2.98 * k) * 15)
+        end = round((2.5 * (k + 1) + 2.98 * (k + 1)) * 15)
+        assert _is_noise(frames[start - 1]) and not _is_noise(frames[start]), k
+        assert not _is_noise(frames[end - 1]) and _is_noise(frames[end]), k
+
+
+def test_durations_must_match_the_items():
+    with pytest.raises(SourceError):
+        ReplayFrames([VIDEO, VIDEO], durations=[3.0])

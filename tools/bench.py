@@ -493,6 +493,7 @@ def decision_latency(inputs: Inputs, work: Path, attempts: int, gap_seconds: flo
     from gpiozero.pins.mock import MockFactory
 
     from daemon.actuate.lock import open_lock
+    from daemon.capture.audio import wav_seconds
     from daemon.capture.frames import ReplayFrames
     from daemon.commands import build_loop
     from daemon.service import door
@@ -510,7 +511,9 @@ def decision_latency(inputs: Inputs, work: Path, attempts: int, gap_seconds: flo
                           pipeline=pipeline)
         # The camera section replays one file; the demo swaps in a source that plays every clip
         # with the same gaps as the audio so that both stay in step.
-        loop._open_frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=gap_seconds)
+        durations = [wav_seconds(w) for w in wavs]
+        loop._open_frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=gap_seconds,
+                                                 durations=durations)
         started = time.monotonic()
         loop.run(duration_s=attempts * (3.0 + gap_seconds) + 15)
         wall = time.monotonic() - started

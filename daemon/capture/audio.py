@@ -47,6 +47,15 @@ def read_wav(path: str | Path) -> np.ndarray:
     return resample(samples, rate, SAMPLE_RATE_HZ)
 
 
+def wav_seconds(path: str | Path) -> float:
+    """The length of a WAV file in seconds, from its header."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes() / wav.getframerate()
+    except (OSError, EOFError, wave.Error) as exc:
+        raise SourceError(f"cannot read WAV file {path}: {exc}") from exc
+
+
 def resample(samples: np.ndarray, rate_hz: int, target_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Resample by band-limited FFT interpolation (exact for the integer ratios microphones use)."""
     if rate_hz == target_hz or samples.size == 0:

@@ -5,6 +5,7 @@ Frames are BGR ``uint8`` arrays (OpenCV's order). Which source runs is chosen in
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -88,14 +89,21 @@ class ReplayFrames(ThreadedSource):
     name = "camera-replay"
 
     def __init__(self, path, fps: float = 15.0, realtime: bool = True, loop: bool = False,
-                 gap_seconds: float = 0.0, clock=time.monotonic, sleep=time.sleep):
+                 gap_seconds: float = 0.0, durations: list[float] | None = None,
+                 clock=time.monotonic, sleep=time.sleep):
         super().__init__(clock=clock, queue_size=4, lossless=True)
         self.paths = [Path(p) for p in (path if isinstance(path, (list, tuple)) else [path])]
         missing = [str(p) for p in self.paths if not p.exists()]
         if missing:
             raise SourceError(f"replay path does not exist: {', '.join(missing)}")
+        if durations is not None and len(durations) != len(self.paths):
+            raise SourceError(f"{len(durations)} durations for {len(self.paths)} replay items")
         self._fps, self._loop = fps, loop
-        self._gap_frames = int(round(gap_seconds * fps))
+        self._gap_seconds = gap_seconds
+        # Each item's length on the replay's timeline, e.g. that of the audio it goes with: a
+        # recording's video and audio rarely last exactly as long (GRID: 3.00 s vs 2.98 s), and
+        # over many items the difference would slide them out of step.
+        self._durations = durations
         self._pacer = Pacer(fps, clock, sleep) if realtime else None
         self._rng = np.random.default_rng(0)
         self._frames = None
@@ -104,24 +112,48 @@ class ReplayFrames(ThreadedSource):
         self._frames = self._iterate()
 
     def _iterate(self):
-        shape = None
+        # Frames are counted on one timeline (frame n shows time n / fps), so that rounding each
+        # gap or item to whole frames never accumulates.
+        shape, emitted, timeline = None, 0, 0.0
+
+        def frames_until(end_seconds: float) -> int:
+            return max(0, int(round(end_seconds * self._fps)) - emitted)
+
         while True:
             produced = False
             for index, path in enumerate(self.paths):
-                for frame in (self._images(path) if path.is_dir() else self._video(path)):
-                    if shape is None:
-                        shape = frame.shape
-                        yield from self._gap(shape)
-                    produced = True
-                    yield frame
-                if shape is not None:
-                    yield from self._gap(shape)
+                frames = self._images(path) if path.is_dir() else self._video(path)
+                first = next(frames, None)
+                if first is None:
+                    continue
+                if shape is None:
+                    shape = first.shape
+                    for _ in range(frames_until(timeline + self._gap_seconds)):
+                        emitted += 1
+                        yield self._noise(shape)
+                    timeline += self._gap_seconds
+                produced = True
+                if self._durations is None:
+                    for frame in itertools.chain([first], frames):
+                        emitted += 1
+                        yield frame
+                    timeline = emitted / self._fps
+                else:
+                    timeline += self._durations[index]
+                    frame = first
+                    for _ in range(frames_until(timeline)):
+                        emitted += 1
+                        yield frame
+                        frame = next(frames, frame)  # hold the last frame if the video is short
+                for _ in range(frames_until(timeline + self._gap_seconds)):
+                    emitted += 1
+                    yield self._noise(shape)
+                timeline += self._gap_seconds
             if not (self._loop and produced):
                 return
 
-    def _gap(self, shape):
-        for _ in range(self._gap_frames):
-            yield self._rng.integers(60, 68, size=shape, dtype=np.uint8)
+    def _noise(self, shape):
+        return self._rng.integers(60, 68, size=shape, dtype=np.uint8)
 
     def _images(self, folder: Path):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -157,12 +189,14 @@ class ReplayFrames(ThreadedSource):
         return frame
 
 
-def open_frame_source(camera, clock=time.monotonic, gap_seconds: float = 0.0) -> ThreadedSource:
+def open_frame_source(camera, clock=time.monotonic, gap_seconds: float = 0.0,
+                      durations: list[float] | None = None) -> ThreadedSource:
     """Build the frame source named by a :class:`~daemon.config.CameraConfig`.
 
-    ``gap_seconds`` keeps a replay in step with an audio replay that plays gaps between its files.
+    ``gap_seconds`` and ``durations`` keep a replay in step with an audio replay (its gaps and the
+    lengths of its files).
     """
     if camera.backend == "replay":
         return ReplayFrames(camera.path, fps=camera.fps, realtime=camera.realtime, loop=camera.loop,
-                            gap_seconds=gap_seconds, clock=clock)
+                            gap_seconds=gap_seconds, durations=durations, clock=clock)
     return OpenCVCamera(camera.device, camera.width_px, camera.height_px, camera.fps, clock=clock)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.capture.audio import open_audio_source
+from daemon.capture.audio import open_audio_source, wav_seconds
 from daemon.capture.frames import open_frame_source
 from daemon.config import Config
 from daemon.decide.decision import Policy
@@ -105,6 +105,11 @@ def open_lockout(config: Config, clock=time.monotonic) -> Lockout:
 
 def source_factories(config: Config, clock=time.monotonic):
     """Callables that open (and re-open after a fault) the configured frame and audio sources."""
-    gap = config.microphone.gap_seconds if config.microphone.backend == "replay" else 0.0
-    return (lambda: open_frame_source(config.camera, clock=clock, gap_seconds=gap),
+    gap, durations = 0.0, None
+    if config.microphone.backend == "replay":
+        gap = config.microphone.gap_seconds
+        if config.camera.backend == "replay" and len(config.microphone.paths) == 1 \
+                and not config.camera.path.is_dir():
+            durations = [wav_seconds(config.microphone.paths[0])]
+    return (lambda: open_frame_source(config.camera, clock=clock, gap_seconds=gap, durations=durations),
             lambda: open_audio_source(config.microphone, clock=clock))
