@@ -108,8 +108,10 @@ def source_factories(config: Config, clock=time.monotonic):
     gap, durations = 0.0, None
     if config.microphone.backend == "replay":
         gap = config.microphone.gap_seconds
+        # One video with its own audio: play the video on the audio's timeline. A looping video
+        # (a scene behind an unrelated recording) keeps its own length.
         if config.camera.backend == "replay" and len(config.microphone.paths) == 1 \
-                and not config.camera.path.is_dir():
+                and not config.camera.loop and not config.camera.path.is_dir():
             durations = [wav_seconds(config.microphone.paths[0])]
     return (lambda: open_frame_source(config.camera, clock=clock, gap_seconds=gap, durations=durations),
             lambda: open_audio_source(config.microphone, clock=clock))
