@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["daemon", "daemon.*"]),
     package_data={"daemon": ["demo_data/*.md", "demo_data/*/*"]},
-    # The models are installed beside the interpreter's prefix (daemon/embed/runtime.py looks there
+    # The models are installed beside the interpreter's prefix (daemon/inference/tflite.py looks there
     # when it is not running from a source checkout).
     data_files=[("share/avid/models", sorted(str(p) for p in Path("models").iterdir() if p.is_file()))],
     install_requires=[

@@ -7,13 +7,12 @@ an invalid configuration, 1 for any other error. Every sub-command accepts ``--c
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from daemon.config import EX_CONFIG, STATE_DIR_ENV, InvalidConfig, load_config, summary
-from daemon.errors import AvidError
+from daemon.errors import AvidError, ConfigError
 from daemon.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -112,13 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidConfig as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG
+    except ConfigError as exc:  # e.g. an invalid calibration file: as bad as a bad config
+        log.error("%s", exc)
+        return EX_CONFIG
     except AvidError as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def print_json(obj) -> None:
-    """Print one JSON object on a line (the form scripts read)."""
-    print(json.dumps(obj, sort_keys=True))

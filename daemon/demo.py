@@ -90,8 +90,9 @@ def run_demo() -> int:
 
     from daemon.actuate.lock import open_lock
     from daemon.capture.frames import ReplayFrames
-    from daemon.commands import build_loop, enrol_from_files
     from daemon.service import door
+    from daemon.service.enrolment import enrol_from_files
+    from daemon.service.loop import CaptureLoop
     from daemon.state.templates import Person
 
     with tempfile.TemporaryDirectory(prefix="avid-demo-") as tmp:
@@ -132,11 +133,12 @@ def run_demo() -> int:
                   f"liveness={_fmt(d.liveness)} latency={event.latency_ms:.0f} ms", flush=True)
 
         durations = [wav_seconds(w) for w in wavs]
+        _, audio = door.source_factories(config)
         frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=GAP_SECONDS,  # noqa: E731
                                       durations=durations)
         try:
-            loop = build_loop(config, lock, on_decision=show, stop_at_end_of_replay=True, pipeline=pipeline)
-            loop._open_frames = frames
+            loop = CaptureLoop(door.build_door(config, pipeline=pipeline), lock, frames, audio,
+                               on_decision=show, stop_at_end_of_replay=True)
             loop.run(duration_s=len(ATTEMPTS) * 8 + 10)
             time.sleep(config.lock.unlock_seconds + 0.2)
         finally:

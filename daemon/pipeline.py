@@ -17,11 +17,11 @@ import numpy as np
 from daemon.capture.audio import read_wav
 from daemon.detect.face_detector import Face, FaceDetector
 from daemon.detect.face_quality import assess_face
-from daemon.detect.vad import SpeechSegmenter, voiced_audio
+from daemon.detect.vad import VadSettings, voiced_audio
 from daemon.embed.align import face_chip
 from daemon.embed.face_encoder import FaceEncoder
 from daemon.embed.mel import mel_spectrogram, normalize_volume
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
 from daemon.embed.speaker_encoder import SpeakerEncoder
 from daemon.embed.speaker_encoder import WINDOW_FRAMES, mean_embedding
 from daemon.embed.voice_windows import VoiceWindows
@@ -54,7 +54,7 @@ class Pipeline:
 
     def __init__(self, models_dir: Path | None = None, num_threads: int = 1,
                  min_face_width_px: int = 60, min_brightness: float = 40.0, min_face_score: float = 0.72,
-                 vad_aggressiveness: int = 3, max_speech_seconds: float = 6.0):
+                 vad: VadSettings = VadSettings(), max_speech_seconds: float = 6.0):
         models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
         self.manifest = read_manifest(models_dir)
         self.models_fingerprint = models_fingerprint(self.manifest)
@@ -63,7 +63,8 @@ class Pipeline:
         self.speaker_encoder = SpeakerEncoder(models_dir=models_dir, num_threads=num_threads)
         self._min_face_width_px = min_face_width_px
         self._min_brightness = min_brightness
-        self.vad_aggressiveness = vad_aggressiveness
+        #: The door's VAD settings: enrolment and evaluation segment speech exactly as the door does.
+        self.vad = vad
         self.max_speech_seconds = max_speech_seconds
 
     def warm_up(self) -> None:
@@ -115,7 +116,7 @@ class Pipeline:
     def voice_from_samples(self, samples: np.ndarray, min_speech_seconds: float = 1.0,
                            max_seconds: float | None = None) -> VoiceResult:
         """Segment a recording with the VAD and embed its speech."""
-        utterances = voiced_audio(samples, SpeechSegmenter(self.vad_aggressiveness))
+        utterances = voiced_audio(samples, self.vad.segmenter())
         if not utterances:
             return VoiceResult(None, 0.0, ("no_speech",))
         voiced = np.concatenate(utterances)

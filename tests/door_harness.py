@@ -132,7 +132,7 @@ def door_config(state_dir: Path, **overrides) -> Config:
 
 def enrol_alice(pipeline, config: Config) -> None:
     """Enrol GRID speaker s1 ("alice") from two clips, as the demo does."""
-    from daemon.commands import enrol_from_files
+    from daemon.service.enrolment import enrol_from_files
     from daemon.service import door
     from daemon.state.templates import Person
 
@@ -153,12 +153,12 @@ def enrol_alice(pipeline, config: Config) -> None:
 def run_door(pipeline, config: Config, frames_factory, audio_factory, factory, duration_s: float):
     """Run the real capture loop with the given sources; return (events, relay pin)."""
     from daemon.actuate.lock import open_lock
-    from daemon.commands import build_loop
+    from daemon.service.door import build_door
+    from daemon.service.loop import CaptureLoop
 
     lock = open_lock(config.lock, pin_factory=factory)
     try:
-        loop = build_loop(config, lock, pipeline=pipeline)
-        loop._open_frames, loop._open_audio = frames_factory, audio_factory
+        loop = CaptureLoop(build_door(config, pipeline=pipeline), lock, frames_factory, audio_factory)
         events = loop.run(duration_s=duration_s)
     finally:
         lock.close()

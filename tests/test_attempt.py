@@ -18,14 +18,13 @@ FRAME = 480
 class Door:
     """A tracker wired to a collecting dispatcher and a list of finished attempts."""
 
-    def __init__(self, accept_jobs: bool = True, keep_liveness: bool = True, **config):
+    def __init__(self, accept_jobs: bool = True, **config):
         settings = dict(timeout_seconds=8.0, best_faces=3, cooldown_seconds=2.0,
                         max_speech_seconds=6.0) | config
         self.config = AttemptConfig(**settings)
         self.jobs, self.finished = [], []
         self.accept_jobs = accept_jobs
-        self.tracker = AttemptTracker(self.config, self._dispatch, self.finished.append,
-                                      keep_liveness_frames=keep_liveness)
+        self.tracker = AttemptTracker(self.config, self._dispatch, self.finished.append)
 
     def _dispatch(self, job) -> bool:
         self.jobs.append(job)
@@ -185,19 +184,39 @@ def test_delivered_error_is_recorded():
     assert job.attempt.errors == ["face encoder failed"] and job.attempt.wait_settled(0.01)
 
 
-def test_liveness_frames_and_audio_blocks_are_kept_during_an_attempt():
+def test_a_frame_reports_the_attempt_it_belongs_to():
     door = Door()
-    door.tracker.on_audio(0.0, np.zeros(FRAME, np.float32))  # no attempt yet: not kept
-    observation = door.face(0.1)
-    door.no_face(0.2)
-    door.tracker.on_audio(0.2, np.ones(FRAME, np.float32))
-    attempt = door.tracker.current
-    assert [(t, face) for t, face, _ in attempt.liveness_frames] == [(0.1, observation.face), (0.2, None)]
-    assert [t for t, _ in attempt.audio_blocks] == [0.2]
-    door = Door(keep_liveness=False)
-    door.face(0.1)
-    door.tracker.on_audio(0.2, np.ones(FRAME, np.float32))
-    assert door.tracker.current.liveness_frames == [] and door.tracker.current.audio_blocks == []
+    assert door.tracker.on_frame(0.0, None) is None  # nobody there: no attempt
+    observation = SimpleNamespace(face="box", quality=0.8, problems=("blurry",), chip=None)
+    attempt = door.tracker.on_frame(0.1, observation)
+    assert attempt is door.tracker.current and attempt is not None
+    assert door.tracker.on_frame(0.2, None) is attempt  # the face left; the attempt goes on
+
+
+def test_evidence_reports_the_most_frequent_face_problem_and_the_voice_problem():
+    door = Door()
+    door.face(0.0, problems=("blurry",))
+    door.face(0.1, problems=("not_frontal",))
+    door.face(0.2, problems=("not_frontal",))
+    door.tracker.poll(100.0)
+    [attempt] = door.finished
+    evidence = attempt.evidence(lambda window: np.ones(256, np.float32), min_speech_seconds=1.0)
+    assert evidence.face_probes == () and evidence.voice is None
+    assert evidence.problems == ["not_frontal", "no_speech"]
+
+
+def test_evidence_of_a_short_utterance_says_speech_too_short():
+    door = Door()
+    door.face(0.0)
+    end = door.speak(0.1, 0.5)
+    door.tracker.poll(end)
+    [attempt] = door.finished
+    for job in door.jobs:  # the embedding worker's results
+        attempt.deliver(job, np.ones(128 if job.kind == "face" else 256, np.float32))
+    evidence = attempt.evidence(lambda window: np.ones(256, np.float32), min_speech_seconds=1.0)
+    assert len(evidence.face_probes) == 1 and evidence.voice is None
+    assert evidence.problems == ["speech_too_short"] and 0 < evidence.speech_seconds < 1.0
+
 
 
 def test_voice_windows_are_dispatched_while_speaking():

@@ -1,4 +1,4 @@
-"""daemon/score/calibrate.py: the fitted threshold holds on held-apart scores, the margin rule,
+"""daemon/offline/calibrate.py: the fitted threshold holds on held-apart scores, the margin rule,
 the calibration file, and a calibration on a tiny real data folder."""
 
 import json
@@ -11,11 +11,11 @@ from daemon.decide.decision import Policy, decide
 from daemon.errors import ConfigError
 from daemon.fuse.fusion import Candidate
 from daemon.pipeline import Pipeline
-from daemon.score.calibrate import (
+from daemon.offline.calibrate import (
     MIN_MARGIN, FusedTrials, OpenSetAttempt, calibrate, fit_margin, fusion_params, load_calibration,
     open_set_rates, open_set_threshold, save_calibration,
 )
-from daemon.score.calibration import fit_calibration, fit_operating_point
+from daemon.offline.fitting import fit_calibration, fit_operating_point
 from tiny_data import build
 
 

@@ -1,4 +1,4 @@
-"""Tests of daemon.score.calibration: linear LLR calibration, fusion and the operating point."""
+"""Tests of daemon.offline.fitting: linear LLR calibration, fusion and the operating point."""
 
 import json
 import math
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from daemon.errors import ConfigError
-from daemon.score.calibration import (
-    Calibration, cllr, fit_calibration, fit_operating_point, fuse_llr, logit, threshold_for_fmr,
+from daemon.fuse.calibration import Calibration
+from daemon.offline.fitting import (
+    cllr, fit_calibration, fit_operating_point, fuse_llr, logit, threshold_for_fmr,
 )
-from daemon.score.metrics import clopper_pearson
+from daemon.offline.metrics import clopper_pearson
 
 
 def _gaussian_scores(seed, n=20_000):

@@ -1,10 +1,10 @@
-"""Trial building of daemon/score/dataset.py on synthetic identities (no models needed)."""
+"""Trial building of daemon/offline/dataset.py on synthetic identities (no models needed)."""
 
 from collections import Counter
 
 import pytest
 
-from daemon.score.dataset import (
+from daemon.offline.dataset import (
     VoiceUnit, face_pair_trials, make_chimeras, scan, split_halves, voice_trials,
 )
 from tiny_data import build

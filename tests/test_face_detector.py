@@ -10,7 +10,7 @@ import pytest
 from daemon.detect.face_detector import (INPUT_SIZE, LEFT_EAR_TRAGION, LEFT_EYE, MOUTH_CENTER,
                                          NOSE_TIP, RIGHT_EAR_TRAGION, RIGHT_EYE, Face,
                                          FaceDetector, decode, ssd_anchors, weighted_nms)
-from daemon.embed.runtime import read_manifest
+from daemon.inference.tflite import read_manifest
 from shared_data import load
 
 REPO = Path(__file__).resolve().parents[1]

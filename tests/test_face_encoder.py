@@ -10,7 +10,7 @@ import pytest
 
 from daemon.embed.align import face_chip
 from daemon.embed.face_encoder import CHIP_SIZE, EMBEDDING_SIZE, FaceEncoder
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, read_manifest, sha256_of
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, read_manifest, sha256_of
 from daemon.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from daemon.detect.face_detector import FaceDetector
 from daemon.detect.face_landmarks import (LOWER_INNER_LIP, MOUTH_CORNER_LEFT, MOUTH_CORNER_RIGHT,
                                           NUM_LANDMARKS, UPPER_INNER_LIP, FaceLandmarker,
                                           mouth_opening)
-from daemon.embed.runtime import read_manifest
+from daemon.inference.tflite import read_manifest
 from shared_data import load
 
 REPO = Path(__file__).resolve().parents[1]

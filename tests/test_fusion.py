@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from daemon.fuse.fusion import FusionParams, cosine, face_cosine, score_candidates
-from daemon.score.calibration import Calibration
+from daemon.fuse.calibration import Calibration
 from daemon.state.templates import Person
 
 PARAMS = FusionParams(face=Calibration(a=10.0, b=-5.0), voice=Calibration(a=20.0, b=-12.0))

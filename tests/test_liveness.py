@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from daemon.capture.audio import read_wav
-from daemon.decide.decision import LivenessResult
+from daemon.liveness.result import LivenessResult
 from daemon.detect.face_detector import Face, FaceDetector
 from daemon.detect.face_landmarks import FaceLandmarker
 from daemon.liveness.sync import (

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from daemon.embed import mel
-from daemon.embed.runtime import sha256_of
+from daemon.inference.tflite import sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"

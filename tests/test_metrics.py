@@ -1,4 +1,4 @@
-"""Tests of daemon.score.metrics on small score sets whose answers are worked out by hand."""
+"""Tests of daemon.offline.metrics on small score sets whose answers are worked out by hand."""
 
 import functools
 import math
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.score import metrics
-from daemon.score.metrics import (
+from daemon.offline import metrics
+from daemon.offline.metrics import (
     Trials, bootstrap_ci, clopper_pearson, det_curve, eer, fnmr_at_fmr, lfw_accuracy,
     lfw_fold_thresholds, min_dcf, missing_lfw_pairs, parse_lfw_pairs, rocch_eer,
     rule_of_three_supported, threshold_for_fmr,

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, TFLiteModel, read_manifest, sha256_of
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, TFLiteModel, read_manifest, sha256_of
 from daemon.errors import AvidError, ModelError
 
 

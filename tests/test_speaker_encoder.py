@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from daemon.embed.mel import preprocess_wav
-from daemon.embed.runtime import read_manifest, sha256_of
+from daemon.inference.tflite import read_manifest, sha256_of
 from daemon.embed.speaker_encoder import SpeakerEncoder, mean_embedding, partial_windows
 from daemon.errors import EnrolmentError, ModelError
 

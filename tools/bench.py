@@ -7,7 +7,7 @@ LibriSpeech speech) and writes ``OUT_DIR/bench.json`` plus a short table on stdo
 
 * ``stages`` / ``stages_all_cores``: median and p90 milliseconds of each stage, with the TFLite
   models on one thread and on every core (``num_threads``);
-* ``decision_latency_ms``: through the real capture loop (:func:`daemon.commands.build_loop`) on
+* ``decision_latency_ms``: through the real capture loop (:class:`daemon.service.loop.CaptureLoop`) on
   GRID clips replayed in real time, from the VAD's end-of-utterance event to the lock command; the
   VAD hangover (``end_frames`` x frame length), which comes *before* that event, is reported apart;
 * ``idle_cpu_percent``: process CPU time / wall time of the capture loop at 15 fps with a face in
@@ -269,15 +269,16 @@ def default_fusion_and_policy():
     """The shipped calibration's fusion parameters and a decision policy (liveness off)."""
     from daemon.config import Config
     from daemon.decide.decision import Policy
+    from daemon.fuse.calibration import load_operating_point
     from daemon.service import door
 
     config = Config()
-    point = door.load_operating_point(config, _fingerprint())
-    return point.fusion, Policy(point.threshold, point.margin, liveness_required=False)
+    point = load_operating_point(config, _fingerprint(), door.DEFAULT_CALIBRATION)
+    return door.make_fusion(config, point), Policy(point.threshold, point.margin, liveness_required=False)
 
 
 def _fingerprint() -> str:
-    from daemon.embed.runtime import models_fingerprint, read_manifest
+    from daemon.inference.tflite import models_fingerprint, read_manifest
 
     return models_fingerprint(read_manifest())
 
@@ -291,7 +292,7 @@ def measure_stages(inputs: Inputs, pipeline, people, iterations: int) -> dict:
     from daemon.detect.vad import SpeechSegmenter
     from daemon.embed.align import face_chip
     from daemon.embed.mel import mel_spectrogram, normalize_volume
-    from daemon.fuse.fusion import score_candidates
+    from daemon.decide.evidence import Evidence, decide_attempt
 
     landmarker = FaceLandmarker(num_threads=pipeline.num_threads)
     detector: FaceDetector = pipeline.detector
@@ -307,9 +308,10 @@ def measure_stages(inputs: Inputs, pipeline, people, iterations: int) -> dict:
     voice_probe = pipeline.embed_window(inputs.speech_windows[0])
     fast = iterations * 5
 
+    evidence = Evidence(tuple(face_probes), 0.9, (), voice_probe, 3.0)
+
     def fusion_and_decision(_):
-        candidates = score_candidates(people, face_probes, voice_probe, fusion, 0.9, 1.0)
-        return decide(candidates, policy)
+        return decide_attempt(evidence, people, fusion, policy)
 
     stages = {
         "face_detection": time_calls(detector.detect, inputs.grid_frames, iterations),
@@ -332,7 +334,7 @@ def measure_stages(inputs: Inputs, pipeline, people, iterations: int) -> dict:
              "mel": "volume normalisation + 40-band power mel of one 1.6 s window (LibriSpeech)",
              "speaker_encoder": "GE2E LSTM (TFLite) on one 160x40 mel window",
              "vad": "webrtcvad + hysteresis on one 30 ms frame (LibriSpeech)",
-             "fusion_decision": f"score_candidates ({ENROLLED_PEOPLE} enrolled) + decide"}
+             "fusion_decision": f"decide_attempt ({ENROLLED_PEOPLE} enrolled)"}
     result = {}
     for name, times in stages.items():
         result[name] = summary(times) | {"what": notes[name]}
@@ -348,7 +350,7 @@ def model_macs() -> dict:
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from daemon.embed.runtime import DEFAULT_MODELS_DIR, read_manifest
+    from daemon.inference.tflite import DEFAULT_MODELS_DIR, read_manifest
 
     result = {}
     for name, entry in read_manifest().get("models", {}).items():
@@ -380,8 +382,7 @@ def model_macs() -> dict:
 def per_decision(inputs: Inputs, pipeline, people, iterations: int,
                  profile_path: Path | None = None) -> dict:
     """The compute of one decision, as the baseline does it: 3 frames and one 3 s utterance."""
-    from daemon.decide.decision import decide
-    from daemon.fuse.fusion import score_candidates
+    from daemon.decide.evidence import Evidence, decide_attempt
 
     fusion, policy = default_fusion_and_policy()
     parts: dict[str, list[float]] = {"faces": [], "voice": [], "fusion_decision": []}
@@ -396,8 +397,8 @@ def per_decision(inputs: Inputs, pipeline, people, iterations: int,
         after_faces = time.perf_counter()
         voice = pipeline.voice_from_samples(inputs.decision_audio)
         after_voice = time.perf_counter()
-        candidates = score_candidates(people, face_probes, voice.embedding, fusion, 0.9, 1.0)
-        decision = decide(candidates, policy)
+        decision = decide_attempt(Evidence(tuple(face_probes), 0.9, (), voice.embedding, 3.0),
+                                  people, fusion, policy)
         end = time.perf_counter()
         parts["faces"].append(after_faces - start)
         parts["voice"].append(after_voice - after_faces)
@@ -495,8 +496,8 @@ def decision_latency(inputs: Inputs, work: Path, attempts: int, gap_seconds: flo
     from daemon.actuate.lock import open_lock
     from daemon.capture.audio import wav_seconds
     from daemon.capture.frames import ReplayFrames
-    from daemon.commands import build_loop
     from daemon.service import door
+    from daemon.service.loop import CaptureLoop
 
     clips = [GRID_CLIPS[i % len(GRID_CLIPS)][1] for i in range(attempts)]
     videos = [inputs.grid_dir / c / "video.mpg" for c in clips]
@@ -507,13 +508,14 @@ def decision_latency(inputs: Inputs, work: Path, attempts: int, gap_seconds: flo
     events = []
     lock = open_lock(config.lock, pin_factory=MockFactory())
     try:
-        loop = build_loop(config, lock, on_decision=events.append, stop_at_end_of_replay=True,
-                          pipeline=pipeline)
-        # The camera section replays one file; the demo swaps in a source that plays every clip
+        # The camera section replays one file; the benchmark passes a source that plays every clip
         # with the same gaps as the audio so that both stay in step.
         durations = [wav_seconds(w) for w in wavs]
-        loop._open_frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=gap_seconds,
-                                                 durations=durations)
+        _, audio = door.source_factories(config)
+        frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=gap_seconds,  # noqa: E731
+                                      durations=durations)
+        loop = CaptureLoop(door.build_door(config, pipeline=pipeline), lock, frames, audio,
+                           on_decision=events.append, stop_at_end_of_replay=True)
         started = time.monotonic()
         loop.run(duration_s=attempts * (3.0 + gap_seconds) + 15)
         wall = time.monotonic() - started
@@ -546,8 +548,8 @@ def idle_load(inputs: Inputs, work: Path, scene: str, seconds: float, warmup_s: 
     from gpiozero.pins.mock import MockFactory
 
     from daemon.actuate.lock import open_lock
-    from daemon.commands import build_loop
     from daemon.service import door
+    from daemon.service.loop import CaptureLoop
 
     scene_dir = work / f"idle_{scene}"
     scene_dir.mkdir(parents=True, exist_ok=True)
@@ -570,7 +572,8 @@ def idle_load(inputs: Inputs, work: Path, scene: str, seconds: float, warmup_s: 
     lock = open_lock(config.lock, pin_factory=MockFactory())
     events = []
     try:
-        loop = build_loop(config, lock, on_decision=events.append, pipeline=pipeline)
+        loop = CaptureLoop(door.build_door(config, pipeline=pipeline), lock, *door.source_factories(config),
+                           on_decision=events.append)
         runner = threading.Thread(target=loop.run, kwargs={"duration_s": warmup_s + seconds + 1.0},
                                   daemon=True)
         runner.start()

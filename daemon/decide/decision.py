@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from daemon.fuse.fusion import Candidate
+from daemon.liveness.result import LivenessResult
 
 ACCEPT, DENY = "accept", "deny"
 
@@ -35,15 +36,6 @@ class Policy:
     #: Each modality's own LLR must reach this when both are used, so that an overwhelming face
     #: match cannot carry a voice that points to someone else (nor the other way round).
     min_modality_llr: float = 0.0
-
-
-@dataclass(frozen=True)
-class LivenessResult:
-    """Outcome of the liveness check; ``passed`` is False when it failed or could not run."""
-
-    passed: bool
-    score: float | None = None
-    reason: str = ""
 
 
 @dataclass(frozen=True)

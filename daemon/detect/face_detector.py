@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, TFLiteModel
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, TFLiteModel
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from daemon.detect.face_detector import LEFT_EYE, RIGHT_EYE, Face, to_rgb
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, TFLiteModel
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, TFLiteModel
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,27 @@ class SpeechEvent:
     audio: np.ndarray
 
 
+@dataclass(frozen=True)
+class VadSettings:
+    """The VAD settings shared by the door, enrolment and the evaluation (``vad:`` in the config,
+    with the microphone's block length as the frame length)."""
+
+    aggressiveness: int = 3
+    frame_ms: int = 30
+    start_frames: int = 4
+    end_frames: int = 20
+
+    @classmethod
+    def from_config(cls, config) -> "VadSettings":
+        """The settings of a :class:`~daemon.config.Config`."""
+        return cls(config.vad.aggressiveness, config.microphone.block_ms, config.vad.start_frames,
+                   config.vad.end_frames)
+
+    def segmenter(self) -> "SpeechSegmenter":
+        """A fresh segmenter with these settings."""
+        return SpeechSegmenter(self.aggressiveness, self.frame_ms, self.start_frames, self.end_frames)
+
+
 class SpeechSegmenter:
     """Feeds fixed-size frames to webrtcvad and turns the verdicts into utterance events."""
 

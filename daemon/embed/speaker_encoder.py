@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.embed import mel
-from daemon.embed.runtime import DEFAULT_MODELS_DIR, TFLiteModel
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, TFLiteModel
 from daemon.errors import EnrolmentError
 
 log = logging.getLogger(__name__)

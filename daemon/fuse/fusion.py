@@ -1,7 +1,7 @@
 """Per-person scores: cosine per modality → calibrated log-likelihood ratio → weighted fusion.
 
 A cosine score is mapped to a log-likelihood ratio (natural log) with the linear
-:class:`~daemon.score.calibration.Calibration` fitted by ``avid calibrate``; LLRs of independent modalities add, so the
+:class:`~daemon.fuse.calibration.Calibration` fitted by ``avid calibrate``; LLRs of independent modalities add, so the
 fused score is a weighted sum. Each modality's weight is scaled by the input's quality in [0, 1]
 (never below ``min_quality_weight``), so a blurred face or a short utterance counts for less.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.score.calibration import Calibration
+from daemon.fuse.calibration import Calibration
 
 
 @dataclass(frozen=True)

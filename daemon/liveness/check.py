@@ -1,52 +1,99 @@
-"""The liveness check as the capture loop runs it on a finished attempt.
+"""The liveness check as one object: it observes the frames and audio of each attempt and judges
+the attempt when it ends.
 
-Builds the face track (mouth opening and keypoints per frame) and the speech envelope from what the
-attempt recorded, then runs :func:`daemon.liveness.sync.check_liveness`.
+The capture loop hands every frame (with its face observation) and every audio block of an active
+attempt to :meth:`LivenessCheck.observe_frame` / :meth:`LivenessCheck.observe_audio`, and asks
+:meth:`LivenessCheck.judge` for the result; what is recorded (mouth landmarks, the speech envelope)
+and how it is judged (:func:`daemon.liveness.sync.check_liveness`) stays inside this package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
-from daemon.decide.decision import LivenessResult
 from daemon.detect.face_landmarks import FaceLandmarker
-from daemon.embed.runtime import DEFAULT_MODELS_DIR
+from daemon.inference.tflite import DEFAULT_MODELS_DIR
+from daemon.liveness.result import LivenessResult
 from daemon.liveness.sync import LivenessParams, check_liveness
 from daemon.liveness.tracks import FaceTrackBuilder, SpeechTrackBuilder
 
-
-def attempt_liveness(attempt, params: LivenessParams, frame_s: float, start_frames: int,
-                     end_frames: int) -> LivenessResult:
-    """Run the check on an :class:`~daemon.decide.attempt.Attempt`."""
-    if attempt.speech_started_at is None:
-        return LivenessResult(False, None, "no_speech")
-    faces = FaceTrackBuilder(history_s=60.0)
-    for t, face, landmarks in attempt.liveness_frames:
-        faces.add(t, face, landmarks)
-    speech = SpeechTrackBuilder(history_s=60.0)
-    for t, samples in attempt.audio_blocks:
-        speech.add(t, samples)
-    # The VAD reports a start after `start_frames` voiced frames and an end after `end_frames`
-    # unvoiced ones: move both back to when the speech really started and stopped.
-    start = attempt.speech_started_at - start_frames * frame_s
-    end = (attempt.speech_ended_at if attempt.speech_ended_at is not None else attempt.ended_at)
-    if attempt.speech_ended_at is not None:
-        end -= end_frames * frame_s
-    return check_liveness(faces.build(), speech.build(start, end), params)
+#: How much of an attempt the tracks keep (attempts end long before this).
+HISTORY_SECONDS = 60.0
 
 
-def make_liveness_check(config, calibrated_threshold: float | None):
-    """Return ``(check, landmarker)`` for the loop, or ``(None, None)`` when liveness is off."""
+class _Record:
+    """What the check keeps of one attempt: (t, face, landmarks) per frame, (t, samples) per block."""
+
+    def __init__(self):
+        self.frames: list = []
+        self.audio: list = []
+        self.lock = threading.Lock()
+
+
+class LivenessCheck:
+    """Audio-visual liveness: the voice must come from the moving face in front of the camera.
+
+    ``landmarker`` finds the mouth in each face; ``frame_s`` is the VAD frame length and
+    ``start_frames`` / ``end_frames`` the VAD's hysteresis (to move its events back to when speech
+    really started and stopped).
+    """
+
+    def __init__(self, landmarker: FaceLandmarker, params: LivenessParams, frame_s: float,
+                 start_frames: int, end_frames: int):
+        self.landmarker = landmarker
+        self.params = params
+        self._frame_s = frame_s
+        self._start_frames, self._end_frames = start_frames, end_frames
+
+    @staticmethod
+    def _record(attempt) -> _Record:
+        if attempt.liveness_record is None:
+            attempt.liveness_record = _Record()
+        return attempt.liveness_record
+
+    def observe_frame(self, attempt, t: float, frame, observation) -> None:
+        """A frame of an active attempt; ``observation`` is its face (None when there is none)."""
+        landmarks = None
+        if observation is not None:
+            landmarks = self.landmarker.landmarks(frame, observation.face)
+        record = self._record(attempt)
+        with record.lock:
+            record.frames.append((t, observation.face if observation is not None else None, landmarks))
+
+    def observe_audio(self, attempt, t: float, samples) -> None:
+        """An audio block heard during an active attempt."""
+        record = self._record(attempt)
+        with record.lock:
+            record.audio.append((t, samples))
+
+    def judge(self, attempt) -> LivenessResult:
+        """The liveness result of a finished :class:`~daemon.decide.attempt.Attempt`."""
+        if attempt.speech_started_at is None:
+            return LivenessResult(False, None, "no_speech")
+        record = self._record(attempt)
+        faces = FaceTrackBuilder(history_s=HISTORY_SECONDS)
+        speech = SpeechTrackBuilder(history_s=HISTORY_SECONDS)
+        with record.lock:
+            for t, face, landmarks in record.frames:
+                faces.add(t, face, landmarks)
+            for t, samples in record.audio:
+                speech.add(t, samples)
+        start = attempt.speech_started_at - self._start_frames * self._frame_s
+        end = attempt.speech_ended_at if attempt.speech_ended_at is not None else attempt.ended_at
+        if attempt.speech_ended_at is not None:
+            end -= self._end_frames * self._frame_s
+        return check_liveness(faces.build(), speech.build(start, end), self.params)
+
+
+def make_liveness_check(config, calibrated_threshold: float | None) -> LivenessCheck | None:
+    """The configured check, or None when ``liveness.required`` is off."""
     if not config.liveness.required:
-        return None, None
+        return None
     params = LivenessParams(max_lag_ms=float(config.liveness.max_lag_ms))
     if calibrated_threshold is not None:
         params = dataclasses.replace(params, min_sync_correlation=float(calibrated_threshold))
     landmarker = FaceLandmarker(models_dir=config.models.directory or DEFAULT_MODELS_DIR,
                                 num_threads=config.models.num_threads)
-    frame_s = config.microphone.block_ms / 1000
-
-    def check(attempt) -> LivenessResult:
-        return attempt_liveness(attempt, params, frame_s, config.vad.start_frames, config.vad.end_frames)
-
-    return check, landmarker
+    return LivenessCheck(landmarker, params, config.microphone.block_ms / 1000,
+                         config.vad.start_frames, config.vad.end_frames)

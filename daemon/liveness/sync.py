@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.decide.decision import LivenessResult
+from daemon.liveness.result import LivenessResult
 
 log = logging.getLogger(__name__)
 

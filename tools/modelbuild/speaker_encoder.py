@@ -176,7 +176,7 @@ def count_ops(path: Path) -> dict[str, int]:
     """Return how many ops of each type the TFLite file has."""
     from collections import Counter
 
-    from daemon.embed.runtime import _interpreter_class
+    from daemon.inference.tflite import _interpreter_class
 
     interpreter = _interpreter_class()(model_path=str(path))
     return dict(Counter(op["op_name"] for op in interpreter._get_ops_details()).most_common())
@@ -233,7 +233,7 @@ class _Interpreter:
     """A bare TFLite interpreter on one file (for the float model, which has no manifest entry)."""
 
     def __init__(self, path: Path, num_threads: int = 1):
-        from daemon.embed.runtime import _interpreter_class
+        from daemon.inference.tflite import _interpreter_class
 
         self._interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
@@ -289,7 +289,7 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
     import librosa
 
     from daemon.embed import mel as numpy_mel
-    from daemon.embed.runtime import TFLiteModel, sha256_of
+    from daemon.inference.tflite import TFLiteModel, sha256_of
     from daemon.embed.speaker_encoder import SpeakerEncoder
 
     out_dir, work_dir = Path(out_dir), Path(work_dir)
@@ -382,7 +382,7 @@ def write_test_references(reference_encoder, cached: dict) -> None:
     import librosa
     from resemblyzer import preprocess_wav
 
-    from daemon.embed.runtime import sha256_of
+    from daemon.inference.tflite import sha256_of
 
     keys = test_utterances()
     references = [cached.get(k) or resemblyzer_reference(reference_encoder, DATA_DIR / k)

@@ -1,4 +1,5 @@
-"""Score calibration: cosine score -> log-likelihood ratio, fusion, and the operating threshold.
+"""Fitting score calibrations and thresholds (offline): cosine -> LLR maps, Cllr, the threshold for
+a target FMR.
 
 Each modality's raw score ``s`` (a cosine similarity) is mapped to a log-likelihood ratio
 ``llr = a * s + b`` = log p(s | same person) / p(s | different person), by the *linear
@@ -21,20 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.errors import ConfigError
-from daemon.score.metrics import (
+from daemon.fuse.calibration import Calibration
+from daemon.offline.metrics import (
     as_scores, clopper_pearson, rule_of_three_supported, threshold_for_fmr,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Calibration", "OperatingPoint", "cllr", "fit_calibration", "fit_operating_point", "fuse_llr",
+    "ThresholdFit", "cllr", "fit_calibration", "fit_operating_point", "fuse_llr",
     "logit", "threshold_for_fmr",
 ]
-
-CALIBRATION_SCHEMA = 1
-
 
 def logit(p: float) -> float:
     """``log(p / (1 - p))``."""
@@ -48,55 +46,6 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A linear score-to-LLR map ``llr = a * score + b`` and what it was fitted on.
-
-    ``prior`` is the effective genuine prior used in fitting; ``n_genuine`` and ``n_impostor``
-    count the trials (0 for a hand-set default).
-    """
-
-    a: float
-    b: float
-    prior: float = 0.5
-    n_genuine: int = 0
-    n_impostor: int = 0
-
-    def llr(self, scores):
-        """Log-likelihood ratio (natural log) of one score or an array of scores."""
-        result = self.a * np.asarray(scores, dtype=np.float64) + self.b
-        return float(result) if result.ndim == 0 else result
-
-    def score_for_llr(self, llr: float) -> float:
-        """The raw score at which this calibration gives ``llr`` (inverse map)."""
-        if self.a == 0:
-            raise ValueError("a flat calibration (a = 0) has no inverse")
-        return (llr - self.b) / self.a
-
-    def to_dict(self) -> dict:
-        """A JSON/YAML-ready dictionary; :meth:`from_dict` reads it back."""
-        return {"schema": CALIBRATION_SCHEMA, "a": self.a, "b": self.b, "prior": self.prior,
-                "fitted_on": {"genuine": self.n_genuine, "impostor": self.n_impostor}}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
-        """Read a :meth:`to_dict` dictionary, raising :class:`ConfigError` if it is malformed."""
-        try:
-            schema = data.get("schema", CALIBRATION_SCHEMA)
-            fitted_on = data.get("fitted_on", {})
-            calibration = cls(float(data["a"]), float(data["b"]), float(data.get("prior", 0.5)),
-                              int(fitted_on.get("genuine", 0)), int(fitted_on.get("impostor", 0)))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"invalid calibration {data!r}: {exc}") from exc
-        if schema != CALIBRATION_SCHEMA:
-            raise ConfigError(f"unsupported calibration schema {schema!r}")
-        if not (math.isfinite(calibration.a) and math.isfinite(calibration.b)
-                and 0.0 < calibration.prior < 1.0):
-            raise ConfigError(f"invalid calibration {data!r}: a and b must be finite and "
-                              "0 < prior < 1")
-        return calibration
 
 
 def fit_calibration(genuine, impostor, prior: float = 0.01, l2: float = 1e-6,
@@ -187,7 +136,7 @@ def fuse_llr(face_llr, voice_llr, weights: tuple[float, float] = (1.0, 1.0)):
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
+class ThresholdFit:
     """A threshold chosen for a target FMR, with the error rates it gave on the fitting trials.
 
     ``fmr`` and ``fnmr`` are the observed rates at ``threshold``; the ``*_ci`` pairs are exact
@@ -215,7 +164,7 @@ class OperatingPoint:
 
 
 def fit_operating_point(genuine_fused, impostor_fused, target_fmr: float,
-                        alpha: float = 0.05) -> OperatingPoint:
+                        alpha: float = 0.05) -> ThresholdFit:
     """Smallest threshold with FMR <= ``target_fmr`` on the impostors, and its FNMR with CI.
 
     Accept when ``fused score >= threshold`` (see :func:`threshold_for_fmr`).
@@ -229,7 +178,7 @@ def fit_operating_point(genuine_fused, impostor_fused, target_fmr: float,
     if not supported:
         log.warning("only %d impostor trials: FMR <= %g needs at least %d to be supported",
                     impostor.size, target_fmr, math.ceil(3 / target_fmr))
-    return OperatingPoint(
+    return ThresholdFit(
         threshold=threshold, target_fmr=float(target_fmr),
         fmr=false_matches / impostor.size,
         fmr_ci=clopper_pearson(false_matches, impostor.size, alpha),

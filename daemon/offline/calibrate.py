@@ -1,17 +1,17 @@
 """``avid calibrate``: fit the score calibrations, the fused threshold and the runner-up margin on a
 data folder, and say what operating point to expect.
 
-1. Face: linear cosine→LLR calibration (:func:`~daemon.score.calibration.fit_calibration`) on every
+1. Face: linear cosine→LLR calibration (:func:`~daemon.offline.fitting.fit_calibration`) on every
    genuine and (sampled) impostor image pair within each face source whose faces the door would
    use (found, and passing the face quality check).
 2. Voice: the same on one-shot voice trials (one enrolment utterance, probes cut to 3 s of
    speech, about the length of a door attempt), sentence-length sources only.
 3. Fused threshold: chimeric people (the face of one person with the voice of another; there is
    no paired data) are enrolled from one image and one utterance; their attempts (another image,
-   3 s of another utterance) are scored by :func:`daemon.fuse.fusion.score_candidates` exactly as
+   3 s of another utterance) are scored by :func:`daemon.decide.evidence.score_evidence` exactly as
    the door scores them. The threshold is the larger of two: the smallest one whose false match
    rate on impostor attempts (one attempt against one other person) is at most the target
-   (:func:`~daemon.score.calibration.fit_operating_point`), and the smallest one at which at most
+   (:func:`~daemon.offline.fitting.fit_operating_point`), and the smallest one at which at most
    the target fraction of *strangers* would be accepted as anyone by a door with ``gallery_size``
    people enrolled (simulated doors; the stranger's best score counts). A door compares every
    attempt with everyone enrolled, so its false accept rate is up to ``gallery_size`` times the
@@ -41,23 +41,21 @@ from pathlib import Path
 import numpy as np
 
 from daemon.decide.decision import Policy, decide
-from daemon.errors import ConfigError
-from daemon.fuse.fusion import FusionParams, cosine, score_candidates
-from daemon.score.calibration import (
-    Calibration, OperatingPoint, fit_calibration, fit_operating_point,
-)
-from daemon.score.dataset import (
+from daemon.decide.evidence import Evidence, score_evidence
+from daemon.fuse.calibration import CALIBRATION_FILE_SCHEMA, Calibration, read_calibration_file
+from daemon.fuse.fusion import FusionParams, cosine
+from daemon.offline.fitting import ThresholdFit, fit_calibration, fit_operating_point
+from daemon.offline.dataset import (
     SHORT_WORD_SOURCES, Chimera, DataSet, Trial, face_pair_trials, make_chimeras, scan,
     speakers_of, split_halves, voice_trials,
 )
-from daemon.score.embeddings import Embeddings, Progress, extract, no_progress
-from daemon.score.metrics import clopper_pearson, rule_of_three_supported, threshold_for_fmr
+from daemon.offline.embeddings import Embeddings, Progress, extract, no_progress
+from daemon.offline.metrics import clopper_pearson, rule_of_three_supported, threshold_for_fmr
 from daemon.state.atomic import write_atomic
 from daemon.state.templates import Person
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_FILE_SCHEMA = 1
 #: The smallest runner-up margin, in nats: the best person must be 100 times likelier.
 MIN_MARGIN = math.log(100.0)
 MARGIN_GRID_STEP = 0.5
@@ -164,46 +162,21 @@ def genuine_impostor(trials: list[Trial], scores: np.ndarray, keep: np.ndarray |
     return scores[genuine & keep], scores[~genuine & keep]
 
 
-@dataclass
-class AttemptInput:
-    """What the door would have for one attempt: face embedding and quality, voice embedding
-    and speech length."""
-
-    face: np.ndarray | None
-    face_quality: float
-    voice: np.ndarray | None
-    voice_seconds: float
-    face_problems: tuple[str, ...] = ()
-
-    @property
-    def problems(self) -> list[str]:
-        """Input problems as the capture loop reports them to :func:`decide`."""
-        face = list(self.face_problems or ("no_face",)) if self.face is None else []
-        return face + (["no_speech"] if self.voice is None else [])
-
-
-def attempt_input(emb: Embeddings, face_key: str, voice_key: str, cut: str = ATTEMPT_CUT) -> AttemptInput:
-    """The door's view of one chimeric attempt."""
+def attempt_input(emb: Embeddings, face_key: str, voice_key: str, cut: str = ATTEMPT_CUT) -> Evidence:
+    """The door's evidence for one chimeric attempt: one face image, ``cut`` of one utterance."""
     record = emb.faces[face_key]
     segment = emb.voices[voice_key]
     limit = {"1s": 1.0, "2s": 2.0, "3s": 3.0}.get(cut, math.inf)
     face = record.embedding if door_usable(emb, face_key) else None
-    return AttemptInput(face, record.quality, segment.embeddings[cut], min(segment.seconds, limit),
-                        record.problems)
+    voice = segment.embeddings[cut]
+    return Evidence((face,) if face is not None else (), record.quality, tuple(record.problems),
+                    voice, min(segment.seconds, limit), () if voice is not None else ("no_speech",))
 
 
 def enrolled_person(chimera: Chimera, emb: Embeddings) -> Person:
     """The template a door would hold after enrolling a chimera from one image and one utterance."""
     return Person(chimera.name, face=np.stack([emb.face(chimera.face_enrol)]),
                   voice=np.stack([emb.voice(chimera.voice_enrol)]))
-
-
-def score_attempt(people: list[Person], attempt: AttemptInput, params: FusionParams):
-    """Candidates for one attempt, best first, as the door's capture loop scores them."""
-    # The door's voice quality: a 3 s utterance counts in full, a shorter one less (service/loop.py).
-    voice_quality = min(1.0, attempt.voice_seconds / 3.0)
-    face_probes = [attempt.face] if attempt.face is not None else []
-    return score_candidates(people, face_probes, attempt.voice, params, attempt.face_quality, voice_quality)
 
 
 @dataclass
@@ -247,7 +220,7 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
             is_missing = bool(attempt.problems)
             by_name = {}
             if not is_missing:
-                by_name = {c.name: c for c in score_attempt([people[t.name] for t in targets], attempt, params)}
+                by_name = {c.name: c for c in score_evidence(attempt, [people[t.name] for t in targets], params)}
             for target in targets:
                 candidate = by_name.get(target.name)
                 scores.append(candidate.fused if candidate else np.nan)
@@ -298,7 +271,7 @@ def open_set_attempts(chimeras: list[Chimera], emb: Embeddings, params: FusionPa
         for who, true_name in ((stranger, None), (member, member.name)):
             for face_key, voice_key in who.attempts:
                 attempt = attempt_input(emb, face_key, voice_key)
-                attempts.append(OpenSetAttempt(score_attempt(enrolled, attempt, params),
+                attempts.append(OpenSetAttempt(score_evidence(attempt, enrolled, params),
                                                attempt.problems, true_name, len(gallery)))
     return attempts
 
@@ -360,12 +333,12 @@ def fit_margin(attempts: list[OpenSetAttempt], threshold: float, target: float) 
 
 
 def operating_point_at(genuine, impostor, threshold: float, target_fmr: float,
-                       alpha: float = 0.05) -> OperatingPoint:
+                       alpha: float = 0.05) -> ThresholdFit:
     """Observed FMR and FNMR (with exact intervals) at a given threshold."""
     genuine, impostor = np.asarray(genuine), np.asarray(impostor)
     false_matches = int(np.count_nonzero(impostor >= threshold))
     false_non_matches = int(np.count_nonzero(genuine < threshold))
-    return OperatingPoint(
+    return ThresholdFit(
         threshold=float(threshold), target_fmr=float(target_fmr), fmr=false_matches / impostor.size,
         fmr_ci=clopper_pearson(false_matches, impostor.size, alpha),
         fnmr=false_non_matches / genuine.size, fnmr_ci=clopper_pearson(false_non_matches, genuine.size, alpha),
@@ -385,7 +358,7 @@ class SystemFit:
     face: Calibration
     voice: Calibration
     params: FusionParams
-    operating_point: object  # daemon.score.calibration.OperatingPoint
+    operating_point: object  # daemon.offline.fitting.ThresholdFit
     margin: float
     margin_meets_target: bool
     open_set: dict
@@ -460,33 +433,14 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
     return result
 
 
-REQUIRED_KEYS = ("schema", "models", "face", "voice", "threshold", "margin", "target_fmr")
-
-
 def save_calibration(path, result: dict) -> None:
     """Write a calibration file atomically (JSON)."""
     write_atomic(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
 
 
 def load_calibration(path) -> dict:
-    """Read a calibration file; :class:`ConfigError` if it is unreadable or malformed."""
-    try:
-        result = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read calibration {path}: {exc}") from exc
-    if not isinstance(result, dict) or any(k not in result for k in REQUIRED_KEYS):
-        raise ConfigError(f"calibration {path} lacks one of {', '.join(REQUIRED_KEYS)}")
-    if result["schema"] != CALIBRATION_FILE_SCHEMA:
-        raise ConfigError(f"calibration {path}: unsupported schema {result['schema']!r}")
-    try:
-        for modality in ("face", "voice"):
-            Calibration(float(result[modality]["a"]), float(result[modality]["b"]))
-        numbers = [float(result["threshold"]), float(result["margin"]), float(result["target_fmr"])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"calibration {path} is malformed: {exc}") from exc
-    if not all(math.isfinite(x) for x in numbers):
-        raise ConfigError(f"calibration {path} has a non-finite threshold, margin or target")
-    return result
+    """Read a calibration file with the door's own reader; :class:`ConfigError` if it is invalid."""
+    return read_calibration_file(path).model_dump(by_alias=True, exclude_unset=True)
 
 
 def fusion_params(result: dict) -> FusionParams:
@@ -496,7 +450,7 @@ def fusion_params(result: dict) -> FusionParams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m daemon.score.calibrate DATA_DIR --out FILE``: fit and write a calibration file."""
+    """``python -m daemon.offline.calibrate DATA_DIR --out FILE``: fit and write a calibration file."""
     import argparse
 
     from daemon.pipeline import Pipeline

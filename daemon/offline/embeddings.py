@@ -6,7 +6,7 @@ the pre-processing settings, so a changed model or setting never reuses a stale 
 
 Voice files are segmented by the VAD once; the speech is embedded whole (as the door does, up to
 its maximum speech length) and cut to its first 1, 2 and 3 seconds. A cohort speaker's single
-recording is cut into :data:`~daemon.score.dataset.SEGMENT_SECONDS` segments first, each one a
+recording is cut into :data:`~daemon.offline.dataset.SEGMENT_SECONDS` segments first, each one a
 unit of its own.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav
-from daemon.detect.vad import SpeechSegmenter, voiced_audio
+from daemon.detect.vad import voiced_audio
 from daemon.embed.voice_windows import VoiceWindows, mean_embedding
 from daemon.errors import SourceError
-from daemon.score.dataset import MIN_SENTENCE_SECONDS, SEGMENT_SECONDS, DataSet, VoiceUnit
+from daemon.offline.dataset import MIN_SENTENCE_SECONDS, SEGMENT_SECONDS, DataSet, VoiceUnit
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _face_from_arrays(arrays: dict) -> FaceRecord:
 
 def speech_of(pipeline, samples: np.ndarray) -> np.ndarray:
     """The voiced audio of a recording (its utterances joined), as the door's VAD finds it."""
-    utterances = voiced_audio(samples, SpeechSegmenter(pipeline.vad_aggressiveness))
+    utterances = voiced_audio(samples, pipeline.vad.segmenter())
     return np.concatenate(utterances) if utterances else np.zeros(0, np.float32)
 
 

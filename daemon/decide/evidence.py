@@ -1,0 +1,78 @@
+"""One attempt's evidence, and the one path from evidence to a :class:`Decision`.
+
+The capture loop, ``avid verify``, ``avid calibrate`` and ``tools/evaluate.py`` all describe an
+attempt as :class:`Evidence` and decide it with :func:`decide_attempt` (or, when a tool sweeps
+thresholds over the same scores, :func:`score_evidence` once and :func:`decide_scored` per policy),
+so that every rule — which input problem is reported, how much a short utterance counts, fusion and
+the decision itself — is written once, here and in :func:`~daemon.decide.decision.decide`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from daemon.decide.decision import Decision, Policy, decide
+from daemon.liveness.result import LivenessResult
+from daemon.fuse.fusion import Candidate, FusionParams, score_candidates
+
+#: Seconds of speech at which the voice counts in full in fusion; a shorter utterance counts less.
+FULL_VOICE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one attempt offers for a decision (never logged: it holds embeddings).
+
+    ``face_probes`` are the usable face embeddings (best first) and ``face_quality`` their mean
+    quality; ``face_problems`` say why faces were unusable, the most telling first. ``voice`` is the
+    utterance embedding (None when there is no usable speech, with ``voice_problems`` saying why).
+    ``error`` is any fault during the attempt; it denies whatever else was gathered.
+    """
+
+    face_probes: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    face_quality: float = 0.0
+    face_problems: tuple[str, ...] = ()
+    voice: np.ndarray | None = field(default=None, repr=False)
+    speech_seconds: float = 0.0
+    voice_problems: tuple[str, ...] = ()
+    liveness: LivenessResult | None = None
+    error: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Input problems in the order :func:`decide` reports them: the face's first, then the voice's."""
+        face = [] if self.face_probes else [self.face_problems[0] if self.face_problems else "no_face"]
+        return face + list(self.voice_problems)
+
+    @property
+    def voice_quality(self) -> float:
+        """How much the voice counts in fusion, in [0, 1]."""
+        return min(1.0, self.speech_seconds / FULL_VOICE_SECONDS)
+
+
+def score_evidence(evidence: Evidence, people: Iterable, fusion: FusionParams) -> list[Candidate]:
+    """Every enrolled person's scores for the attempt, best first (empty after an error)."""
+    if evidence.error:
+        return []
+    return score_candidates(people, list(evidence.face_probes), evidence.voice, fusion,
+                            evidence.face_quality, evidence.voice_quality)
+
+
+def decide_scored(evidence: Evidence, candidates: Sequence[Candidate], policy: Policy, *,
+                  locked_out: bool = False) -> Decision:
+    """Decide an attempt whose candidates :func:`score_evidence` has computed."""
+    if locked_out or evidence.error:
+        candidates = []
+    return decide(candidates, policy, problems=evidence.problems, liveness=evidence.liveness,
+                  locked_out=locked_out, error=evidence.error)
+
+
+def decide_attempt(evidence: Evidence, people: Iterable, fusion: FusionParams, policy: Policy, *,
+                   locked_out: bool = False) -> Decision:
+    """The decision on one attempt: evidence + enrolled people + fusion parameters + policy."""
+    if locked_out:
+        return decide_scored(evidence, [], policy, locked_out=True)
+    return decide_scored(evidence, score_evidence(evidence, people, fusion), policy)

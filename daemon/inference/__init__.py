@@ -1,0 +1,1 @@
+"""Model loading shared by every stage: verified TFLite files and their manifest."""

@@ -1,0 +1,105 @@
+"""Enrolment: a person's templates from files, or from a guided capture at the door.
+
+Samples are embedded by the same :class:`~daemon.pipeline.Pipeline` methods (and the same VAD
+settings) as the door's probes, so a template and a probe are always made alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from daemon.capture.audio import open_audio_source
+from daemon.capture.frames import open_frame_source
+from daemon.config import Config
+from daemon.detect.vad import VadSettings
+from daemon.errors import EnrolmentError, SourceError
+
+#: A template may use more speech than one attempt at the door does: more speech, better template.
+ENROL_MAX_SPEECH_SECONDS = 30.0
+
+
+def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
+                     min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Embed enrolment samples; raise :class:`EnrolmentError` naming every unusable file."""
+    face_embeddings, voice_embeddings, problems = [], [], []
+    for path in faces:
+        embedding, _, reasons = pipeline.face_from_image(path)
+        if embedding is None or reasons:
+            problems.append(f"{path}: {', '.join(reasons) or 'no_face'} "
+                            "(use a sharp, well-lit, frontal photo with the face at least 60 px wide)")
+        else:
+            face_embeddings.append(embedding)
+    for path in voices:
+        result = pipeline.voice_from_wav(path, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
+        if result.embedding is None:
+            problems.append(f"{path}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
+                            f"speech; say a full sentence, at least {min_speech_seconds:g} s)")
+        else:
+            voice_embeddings.append(result.embedding)
+    if not faces or not voices:
+        problems.append("enrolment needs at least one face image (--face) and one voice clip (--voice)")
+    if problems:
+        raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+    return np.array(face_embeddings, np.float32), np.array(voice_embeddings, np.float32)
+
+
+def live_samples(config: Config, pipeline, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Guided capture from the camera and microphone: look, speak, repeat."""
+    faces, voices = [], []
+    for n in range(1, samples + 1):
+        print(f"[{n}/{samples}] Look at the camera and say a sentence (about 3 seconds)...", flush=True)
+        frames, audio = [], []
+        camera, microphone = open_frame_source(config.camera).start(), open_audio_source(config.microphone).start()
+        segmenter = VadSettings.from_config(config).segmenter()
+        stop = threading.Event()
+
+        def grab_frames():
+            while not stop.is_set():
+                try:
+                    item = camera.read(config.camera.read_timeout_seconds)
+                except SourceError:
+                    return
+                if item is None:
+                    return
+                frames.append(item.data)
+
+        grabber = threading.Thread(target=grab_frames, daemon=True)
+        grabber.start()
+        deadline = time.monotonic() + config.attempt.timeout_seconds
+        spoke = False
+        try:
+            while time.monotonic() < deadline:
+                item = microphone.read(config.microphone.read_timeout_seconds)
+                if item is None:
+                    break
+                audio.append(item.data)
+                for event in segmenter.push(item.data, item.t):
+                    spoke |= event.kind == "start"
+                    if event.kind == "end":
+                        deadline = 0
+        finally:
+            stop.set()
+            grabber.join(timeout=2)
+            camera.close()
+            microphone.close()
+        observations = [o for o in (pipeline.observe_face(f) for f in frames[::3]) if o is not None]
+        good = [o for o in observations if not o.problems]
+        if not good:
+            seen = {p for o in observations for p in o.problems}
+            print(f"  no usable face ({', '.join(sorted(seen)) or 'no_face'}); try again", flush=True)
+            continue
+        result = pipeline.voice_from_samples(np.concatenate(audio) if audio else np.zeros(0, np.float32),
+                                             config.attempt.min_speech_seconds)
+        if result.embedding is None:
+            print(f"  no usable speech ({', '.join(result.problems)}); try again", flush=True)
+            continue
+        faces.append(pipeline.embed_chip(max(good, key=lambda o: o.quality).chip))
+        voices.append(result.embedding)
+        print("  sample taken", flush=True)
+    return faces, voices
+
+
