@@ -152,6 +152,15 @@ class DecisionConfig(_Section):
         0.0, ge=-20, le=20, description="LLR each modality must reach on its own when both are used "
                                         "(0: each must at least favour the person), so a strong face "
                                         "cannot carry a voice that points elsewhere.")
+    early_accept: bool = Field(
+        True, description="Accept before the end of the utterance (while the person speaks or in the "
+                          "first part of the pause) when the evidence so far clears the threshold by "
+                          "early_margin; denials always wait for the whole utterance.")
+    early_margin: float = Field(
+        2.0, ge=0, le=50, description="LLR above the threshold an early accept needs (the evidence "
+                                      "is partial; e^2 = 7 times stricter by default).")
+    early_min_speech_seconds: float = Field(
+        1.0, gt=0, le=10, description="Speech an early accept needs at least.")
     missing_modality: Literal["deny", "face_only", "voice_only"] = Field(
         "deny", description="With one modality missing: deny, or allow face-only / voice-only "
                             "decisions against single_modality_threshold.")

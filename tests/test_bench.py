@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,25 @@ def test_decision_latency_and_hangover_are_reported_apart(bench):
     assert positive(result["decision_latency_ms"]["p90"])
     assert result["decision_latency_ms"]["p90"] >= result["decision_latency_ms"]["p50"]
     assert result["vad_hangover_ms"] == 600
+
+
+def test_time_to_unlock_is_measured_from_the_end_of_speech(bench):
+    result, _ = bench
+    unlock = result["time_to_unlock_ms"]
+    assert unlock["genuine_attempts"] == 1 and 0 <= unlock["accepted"] <= 1
+    assert unlock["n"] == unlock["accepted"] == len(unlock["samples"])
+    if unlock["n"]:  # signed: negative when the door opened before the person finished
+        assert isinstance(unlock["p50"], float) and abs(unlock["p50"]) < 5000
+
+
+def test_the_true_end_of_speech_is_found_on_a_clean_recording():
+    from tools.bench import true_speech_end_samples
+
+    rng = np.random.default_rng(1)
+    speech = np.concatenate([rng.normal(0, 1e-3, 8000), 0.3 * np.sin(np.arange(16000) * 0.2),
+                             rng.normal(0, 1e-3, 8000)]).astype(np.float32)
+    end = true_speech_end_samples(speech)
+    assert 23000 <= end <= 24500  # 1.5 s, to within a VAD frame
 
 
 @pytest.mark.parametrize("section", ["stages", "stages_all_cores"])

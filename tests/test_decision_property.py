@@ -191,3 +191,72 @@ def test_single_modality_matches():
     decision = decide([_c("ann", face=None, voice=9.0, fused=9.0)], voice_only, problems=["blurry"],
                       liveness=LIVE)
     assert (decision.decision, decision.reason) == ("accept", "match_voice_only")
+
+
+# --- the early path ------------------------------------------------------------------------------
+@st.composite
+def early_cases(draw):
+    import numpy as np
+
+    from daemon.decide.evidence import Evidence
+    from daemon.fuse.calibration import Calibration
+    from daemon.fuse.fusion import FusionParams
+    from daemon.state.templates import Person
+
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def unit(n):
+        v = rng.normal(size=n).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    people = [Person(name, unit(128)[None], unit(256)[None])
+              for name in draw(st.lists(st.sampled_from(["ann", "bob", "cy"]), max_size=3, unique=True))]
+    # Probes near an enrolled person (or anyone) so that accepts actually happen.
+    target = draw(st.sampled_from(people)) if people and draw(st.booleans()) else None
+    noise = draw(st.floats(0, 2))
+    face = (target.face[0] if target else unit(128)) + noise * unit(128) * 0.3
+    voice = (target.voice[0] if target else unit(256)) + noise * unit(256) * 0.3
+    evidence = Evidence((face,), draw(st.floats(0, 1)), (), voice, draw(st.floats(0, 6)), (),
+                        draw(liveness_results), draw(errors))
+    fusion = FusionParams(Calibration(draw(st.floats(1, 200)), draw(st.floats(-150, 0))),
+                          Calibration(draw(st.floats(1, 200)), draw(st.floats(-150, 0))))
+    return people, evidence, fusion
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(early_cases(), policies, st.floats(0, 10), st.floats(0.1, 5), st.booleans())
+def test_an_early_accept_is_an_accept_of_the_same_evidence_with_margin_to_spare(case, policy, margin,
+                                                                              min_speech, locked_out):
+    from daemon.decide.evidence import decide_attempt, decide_early
+
+    people, evidence, fusion = case
+    early = decide_early(evidence, people, fusion, policy, margin=margin, min_speech_seconds=min_speech,
+                         locked_out=locked_out)
+    if early is None:
+        return
+    normal = decide_attempt(evidence, people, fusion, policy, locked_out=locked_out)
+    assert early.accepted and normal.accepted and early.person == normal.person
+    assert not locked_out and evidence.error is None and evidence.speech_seconds >= min_speech
+    assert early.fused >= policy.threshold + margin
+
+
+def test_the_early_path_accepts_a_clear_match_and_never_denies():
+    import numpy as np
+
+    from daemon.decide.evidence import Evidence, decide_early
+    from daemon.fuse.calibration import Calibration
+    from daemon.fuse.fusion import FusionParams
+    from daemon.state.templates import Person
+
+    face, voice = np.eye(128, dtype=np.float32)[0], np.eye(256, dtype=np.float32)[0]
+    ann = Person("ann", face[None], voice[None])
+    fusion = FusionParams(Calibration(20.0, -10.0), Calibration(20.0, -10.0))
+    policy = Policy(threshold=5.0, margin=2.0, liveness_required=True)
+    live = Evidence((face,), 0.9, (), voice, 2.0, (), LIVE)
+    assert decide_early(live, [ann], fusion, policy, margin=2.0, min_speech_seconds=1.5).person == "ann"
+    # Too little speech, a failed liveness check or a score short of the margin: no early decision.
+    short = Evidence((face,), 0.9, (), voice, 1.0, (), LIVE)
+    assert decide_early(short, [ann], fusion, policy, margin=2.0, min_speech_seconds=1.5) is None
+    dead = Evidence((face,), 0.9, (), voice, 2.0, (), LivenessResult(False, 0.1, "not_in_sync"))
+    assert decide_early(dead, [ann], fusion, policy, margin=2.0, min_speech_seconds=1.5) is None
+    assert decide_early(live, [ann], fusion, policy, margin=30.0, min_speech_seconds=1.5) is None

@@ -23,7 +23,8 @@ import numpy as np
 
 from daemon.decide.evidence import Evidence
 from daemon.embed.speaker_encoder import mean_embedding
-from daemon.embed.voice_windows import VoiceWindows
+from daemon.capture.audio import SAMPLE_RATE_HZ
+from daemon.embed.voice_windows import STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class Attempt:
         self.ended_at: float | None = None
         self.end_reason = ""
         self.errors: list[str] = []
+        #: Set when the attempt was accepted before its utterance ended (it is then not decided again).
+        self.early_decision = None
         #: Kept by the liveness check (:class:`~daemon.liveness.check.LivenessCheck`), opaque here.
         self.liveness_record = None
         self._pending = 0
@@ -120,6 +123,35 @@ class Attempt:
         """Mean quality of the kept faces (0 when none)."""
         return float(np.mean([s.quality for s in self.faces.values()])) if self.faces else 0.0
 
+    def settled(self) -> bool:
+        """True when every embedding job handed out has its result."""
+        with self._settled:
+            return self._pending == 0
+
+    def evidence_so_far(self) -> tuple[Evidence, int] | None:
+        """Evidence from what is already embedded, before the utterance ends, and the voiced length
+        it covers (None when there is nothing to judge yet). The voice is the complete windows plus
+        the newest fully embedded set of last windows (embedded at a pause, or speculatively while
+        speech goes on). Call with the tracker's lock held."""
+        if self.errors or self.speech_started_at is None:
+            return None
+        full = sorted(self.window_embeddings)
+        if full != list(range(len(full))):
+            return None  # a window is still being embedded
+        windows = [self.window_embeddings[k] for k in full]
+        covered = min(self.voice.length, (len(windows) - 1) * STEP_SAMPLES + WINDOW_SAMPLES) if windows else 0
+        for length in sorted({k[0] for k in self.tail_embeddings}, reverse=True):
+            tail = {k[1]: e for k, e in self.tail_embeddings.items() if k[0] == length}
+            if length > covered and all(e is not None for e in tail.values()):
+                windows = windows[:min(tail)] + [tail[i] for i in sorted(tail)]
+                covered = length
+                break
+        faces = tuple(self.face_embeddings())
+        if not windows or not faces:
+            return None
+        evidence = Evidence(faces, self.face_quality(), (), mean_embedding(windows), covered / SAMPLE_RATE_HZ, ())
+        return evidence, covered
+
     def evidence(self, embed_window, min_speech_seconds: float) -> Evidence:
         """The attempt as :class:`~daemon.decide.evidence.Evidence` (liveness not yet judged).
 
@@ -149,8 +181,13 @@ class AttemptTracker:
     """
 
     def __init__(self, config, dispatch: Callable[[EmbedJob], bool],
-                 finished: Callable[[Attempt], None]):
+                 finished: Callable[[Attempt], None], speculate_from_seconds: float | None = None,
+                 speculate_every_seconds: float = 0.25):
         self._config = config
+        # While speech goes on, embed the last windows every so often once this much was heard, so
+        # that an early decision can use all the speech so far (None: only at pauses).
+        self._speculate_from = speculate_from_seconds
+        self._speculate_every = int(speculate_every_seconds * SAMPLE_RATE_HZ)
         self._dispatch = dispatch
         self._finished = finished
         self._lock = threading.RLock()
@@ -213,6 +250,10 @@ class AttemptTracker:
         for window in attempt.voice.add(samples):
             self._send(EmbedJob(attempt, "voice", attempt.windows_sent, window))
             attempt.windows_sent += 1
+        if self._speculate_from is not None and attempt.voice.seconds >= self._speculate_from:
+            newest = max((k[0] for k in attempt.tail_embeddings), default=0)
+            if attempt.voice.length - newest >= self._speculate_every:
+                self._embed_tail(attempt)
 
     def _embed_tail(self, attempt: Attempt) -> None:
         # Speech paused: if this is the end, the last (partial) windows are already known. Embed
@@ -223,6 +264,22 @@ class AttemptTracker:
             if key not in attempt.tail_embeddings:
                 attempt.tail_embeddings[key] = None
                 self._send(EmbedJob(attempt, "tail", key, window))
+
+    def snapshot(self, attempt: Attempt) -> tuple[Evidence, int] | None:
+        """The attempt's evidence so far and the voiced length it covers, if it is still running."""
+        with self._lock:
+            if self.current is not attempt:
+                return None
+            return attempt.evidence_so_far()
+
+    def end_early(self, attempt: Attempt, now: float) -> bool:
+        """End a running attempt that was accepted early (False if it has ended meanwhile). More
+        speech after the evidence was taken does not matter: what was heard already sufficed."""
+        with self._lock:
+            if self.current is not attempt:
+                return False
+            self._end(attempt, now, "early")
+            return True
 
     def poll(self, now: float) -> None:
         """End the current attempt if it has run for ``timeout_seconds``."""

@@ -9,6 +9,7 @@ the decision itself — is written once, here and in :func:`~daemon.decide.decis
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -76,3 +77,18 @@ def decide_attempt(evidence: Evidence, people: Iterable, fusion: FusionParams, p
     if locked_out:
         return decide_scored(evidence, [], policy, locked_out=True)
     return decide_scored(evidence, score_evidence(evidence, people, fusion), policy)
+
+
+def decide_early(evidence: Evidence, people: Iterable, fusion: FusionParams, policy: Policy, *,
+                 margin: float, min_speech_seconds: float, locked_out: bool = False) -> Decision | None:
+    """An accept before the utterance has ended, or None (then the attempt waits for its end).
+
+    The same rules as :func:`decide_attempt` with the threshold raised by ``margin`` (the evidence
+    is partial), and only with at least ``min_speech_seconds`` of speech. Never denies: a person
+    who is still speaking may yet be recognised, so a denial waits for the whole utterance.
+    """
+    if locked_out or evidence.error or evidence.speech_seconds < min_speech_seconds:
+        return None
+    stricter = dataclasses.replace(policy, threshold=policy.threshold + max(0.0, margin))
+    decision = decide_attempt(evidence, people, fusion, stricter)
+    return decision if decision.accepted else None

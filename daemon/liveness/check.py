@@ -67,8 +67,9 @@ class LivenessCheck:
         with record.lock:
             record.audio.append((t, samples))
 
-    def judge(self, attempt) -> LivenessResult:
-        """The liveness result of a finished :class:`~daemon.decide.attempt.Attempt`."""
+    def judge(self, attempt, until: float | None = None) -> LivenessResult:
+        """The liveness result of an :class:`~daemon.decide.attempt.Attempt`: a finished one, or
+        one still running, judged on what it has shown ``until`` then."""
         if attempt.speech_started_at is None:
             return LivenessResult(False, None, "no_speech")
         record = self._record(attempt)
@@ -80,9 +81,12 @@ class LivenessCheck:
             for t, samples in record.audio:
                 speech.add(t, samples)
         start = attempt.speech_started_at - self._start_frames * self._frame_s
-        end = attempt.speech_ended_at if attempt.speech_ended_at is not None else attempt.ended_at
-        if attempt.speech_ended_at is not None:
-            end -= self._end_frames * self._frame_s
+        if until is not None:
+            end = until
+        elif attempt.speech_ended_at is not None:
+            end = attempt.speech_ended_at - self._end_frames * self._frame_s
+        else:
+            end = attempt.ended_at
         return check_liveness(faces.build(), speech.build(start, end), self.params)
 
 

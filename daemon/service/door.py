@@ -20,7 +20,7 @@ from daemon.capture.audio import open_audio_source, wav_seconds
 from daemon.capture.frames import open_frame_source
 from daemon.config import Config
 from daemon.decide.decision import Decision, Policy
-from daemon.decide.evidence import Evidence, decide_attempt
+from daemon.decide.evidence import Evidence, decide_attempt, decide_early
 from daemon.detect.vad import VadSettings
 from daemon.decide.lockout import Lockout, LockoutPolicy
 from daemon.fuse.calibration import OperatingPoint, load_operating_point
@@ -131,6 +131,15 @@ class Door:
         """Decide one attempt (denied while the door is locked out)."""
         return decide_attempt(evidence, self.people(), self.fusion, self.policy,
                               locked_out=self.lockout.locked_out)
+
+    def decide_early(self, evidence: Evidence) -> Decision | None:
+        """An accept on the evidence of an attempt still under way, or None (wait for its end)."""
+        settings = self.config.decision
+        if not settings.early_accept:
+            return None
+        return decide_early(evidence, self.people(), self.fusion, self.policy, margin=settings.early_margin,
+                            min_speech_seconds=settings.early_min_speech_seconds,
+                            locked_out=self.lockout.locked_out)
 
 
 def build_door(config: Config, clock=time.monotonic, pipeline: Pipeline | None = None) -> Door:

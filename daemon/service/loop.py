@@ -109,9 +109,14 @@ class CaptureLoop:
         self._stop_at_end = stop_at_end_of_replay
         self._stop = threading.Event()
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
-        self._finished: queue.Queue = queue.Queue()
-        self.tracker = AttemptTracker(self.config.attempt, self._dispatch, self._finished.put)
+        #: ("finished", attempt) to decide, or ("early", attempt) when more of it is embedded.
+        self._inbox: queue.Queue = queue.Queue()
+        decision = self.config.decision
+        self.tracker = AttemptTracker(
+            self.config.attempt, self._dispatch, lambda attempt: self._inbox.put(("finished", attempt)),
+            speculate_from_seconds=decision.early_min_speech_seconds if decision.early_accept else None)
         self._vad = VadSettings.from_config(self.config)
+        self._early_accept = self.config.decision.early_accept
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
         self.microphone = DeviceHealth("microphone", status)
@@ -139,18 +144,20 @@ class CaptureLoop:
         try:
             while not self._stop.is_set():
                 try:
-                    attempt = self._finished.get(timeout=0.1)
+                    kind, attempt = self._inbox.get(timeout=0.1)
                 except queue.Empty:
-                    attempt = None
-                if attempt is not None:
+                    kind, attempt = None, None
+                if kind == "finished":
                     self._decide(attempt)
+                elif kind == "early":
+                    self._try_early(attempt)
                 now = self._clock()
                 self.tracker.poll(now)
                 if self._health is not None:
                     self._health.iteration_done()
                 if duration_s is not None and now - started >= duration_s:
                     break
-                if self._stop_at_end and all(self._ended.values()) and self._finished.empty() \
+                if self._stop_at_end and all(self._ended.values()) and self._inbox.empty() \
                         and self.tracker.current is None:
                     break
                 if self._stop_at_end and all(self._ended.values()) and self.tracker.current is not None:
@@ -270,14 +277,37 @@ class CaptureLoop:
                 else:  # "voice" or "tail"
                     embedding = self.pipeline.embed_window(job.data)
                 job.attempt.deliver(job, embedding)
+                if job.kind != "face" and self._early_accept and job.attempt.early_decision is None:
+                    self._inbox.put(("early", job.attempt))
             except Exception as exc:
                 log.error("embedding failed: %s", exc)
                 job.attempt.deliver(job, None, f"{job.kind}_embedding_failed")
 
     # --- decisions -------------------------------------------------------------------------
+    def _try_early(self, attempt: Attempt) -> None:
+        """Accept an attempt still under way if the evidence so far suffices (else do nothing:
+        the attempt is decided when it ends)."""
+        if attempt.early_decision is not None or self.lockout.locked_out:
+            return
+        try:
+            snapshot = self.tracker.snapshot(attempt)
+            if snapshot is None:
+                return
+            evidence, _ = snapshot
+            if self.door.policy.liveness_required:
+                evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt, self._clock()))
+            decision = self.door.decide_early(evidence)
+        except Exception:
+            log.exception("attempt %d: early decision failed (the attempt is decided at its end)", attempt.id)
+            return
+        if decision is not None:
+            attempt.early_decision = decision
+            if not self.tracker.end_early(attempt, self._clock()):
+                attempt.early_decision = None  # it ended meanwhile: decided the usual way
+
     def _decide(self, attempt: Attempt) -> None:
         try:
-            decision = self.door.decide(self._evidence(attempt))
+            decision = attempt.early_decision or self.door.decide(self._evidence(attempt))
         except Exception as exc:
             log.exception("attempt %d: decision failed", attempt.id)
             decision = decide([], self.door.policy, error=f"{type(exc).__name__}")
@@ -315,11 +345,11 @@ class CaptureLoop:
             evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt))
         return evidence
 
-    def _check_liveness(self, attempt: Attempt) -> LivenessResult:
+    def _check_liveness(self, attempt: Attempt, until: float | None = None) -> LivenessResult:
         if self.liveness is None:
             return LivenessResult(False, None, "no liveness check available")
         try:
-            return self.liveness.judge(attempt)
+            return self.liveness.judge(attempt, until)
         except Exception as exc:
             log.error("attempt %d: liveness check failed: %s", attempt.id, exc)
             return LivenessResult(False, None, f"error: {type(exc).__name__}")
