@@ -242,13 +242,16 @@ def run(config: Config, args) -> int:
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
-    monitor = None
+    monitor = bridge = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
         loop = build_loop(config, lock, health=health, notifier=notifier,
                           stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
+        from daemon.publish.wiring import attach
+
+        bridge = attach(loop, lock, monitor, config)
 
         def on_signal(signum, frame):
             log.info("signal %d: stopping", signum)
@@ -264,6 +267,8 @@ def run(config: Config, args) -> int:
         if monitor is not None:
             monitor.close()
         lock.close()
+        if bridge is not None:
+            bridge.close()  # after the lock: its last state is LOCKED, then offline
         notifier.stopping()
         notifier.close()
     return 0

@@ -51,6 +51,7 @@ class DecisionEvent:
     end_reason: str
     speech_ended_at: float | None
     decided_at: float
+    speech_seconds: float | None = None
 
 
 class DeviceHealth:
@@ -113,6 +114,8 @@ class CaptureLoop:
         self._stop = threading.Event()
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
         self._finished: queue.Queue = queue.Queue()
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._decision_listeners: list[Callable[[DecisionEvent], None]] = []
         self.tracker = AttemptTracker(config.attempt, self._dispatch, self._finished.put,
                                       keep_liveness_frames=liveness is not None)
         status = notifier.status if notifier is not None else None
@@ -128,6 +131,14 @@ class CaptureLoop:
     def stop(self) -> None:
         """Ask every thread to finish; the lock is relocked by the caller's close()."""
         self._stop.set()
+
+    def submit(self, command: Callable[[], object]) -> None:
+        """Run ``command()`` on the main thread at its next iteration (from any thread)."""
+        self._commands.put(command)
+
+    def add_decision_listener(self, listener: Callable[[DecisionEvent], None]) -> None:
+        """Call ``listener(event)`` on the main thread after each decision (must not block)."""
+        self._decision_listeners.append(listener)
 
     def run(self, duration_s: float | None = None) -> list[DecisionEvent]:
         """Run until stopped, until ``duration_s`` passes, or until replay sources end."""
@@ -147,6 +158,11 @@ class CaptureLoop:
                     attempt = None
                 if attempt is not None:
                     self._decide(attempt)
+                while not self._commands.empty():
+                    try:
+                        self._commands.get_nowait()()
+                    except Exception:
+                        log.exception("queued command failed")
                 now = self._clock()
                 self.tracker.poll(now)
                 if self._health is not None:
@@ -305,10 +321,16 @@ class CaptureLoop:
             log.error("lockout state not saved: %s", exc)
         abandoned = attempt.end_reason == "timeout" and attempt.speech_started_at is None
         self._log_decision(attempt, decision, latency_ms, abandoned)
-        event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at)
+        event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at,
+                              attempt.voice.seconds)
         self.events.append(event)
         if self._on_decision is not None:
             self._on_decision(event)
+        for listener in self._decision_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("decision listener failed")
 
     def _evaluate(self, attempt: Attempt) -> Decision:
         if self.lockout.locked_out:
