@@ -28,7 +28,7 @@ PASSWORD_CREDENTIAL = "avid-mqtt-password"
 #: Messages paho keeps for a broker that is away; beyond that, publishing drops them.
 MAX_QUEUED_MESSAGES = 64
 #: Reconnect back-off, seconds (paho doubles from min to max).
-RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS = 1, 30
+RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS = 1, 8
 #: How long close() waits for ``offline`` to reach the broker (shutdown only).
 CLOSE_WAIT_SECONDS = 1.0
 
