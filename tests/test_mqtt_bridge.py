@@ -9,6 +9,7 @@ import logging
 import queue
 import time
 
+import numpy as np
 import pytest
 
 from daemon.actuate.lock import open_lock
@@ -205,3 +206,62 @@ def test_broker_away_is_logged_once_and_back_once(tmp_path, make_door, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unavailable" in m for m in messages) == 2, messages  # before the start, after the stop
     assert sum("is back" in m for m in messages) == 1, messages
+
+
+def test_wiring_reports_door_contact_alarms_exit_button_and_runs_commands_on_the_loop(
+        broker, recorder, mock_factory, pipeline, tmp_path):
+    from daemon.actuate.door_io import open_door_monitor
+    from daemon.commands import build_loop
+    from daemon.publish.wiring import attach
+    from door_harness import ScriptedAudio, ScriptedFrames, door_config
+
+    password = tmp_path / "mqtt.password"
+    password.write_text(PASSWORDS[DOOR])
+    config = door_config(tmp_path / "state", door={"contact_pin": 5, "exit_button_pin": 6},
+                         mqtt={"url": broker.unix_url, "door_id": DOOR, "password_file": str(password),
+                               "remote_unlock": True})
+    lock = open_lock(config.lock, pin_factory=mock_factory)
+    monitor = open_door_monitor(config.door, lock, mock_factory)
+    contact, exit_pin, relay = mock_factory.pin(5), mock_factory.pin(6), mock_factory.pin(PIN)
+    contact.drive_low()  # the door is closed
+    loop = build_loop(config, lock, pipeline=pipeline)
+    bridge = attach(loop, lock, monitor, config)
+    try:
+        _online(recorder)
+        components = recorder.wait_for(lambda ms: [m.json() for m in ms if m.topic.endswith("/config")])[-1]
+        assert {"door", "door_forced", "door_held_open"} <= set(components["components"])
+
+        def last(topic):
+            return lambda ms: ([m.payload for m in ms if m.topic == f"{ROOT}/{topic}"] or [None])[-1]
+
+        recorder.wait_for(lambda ms: last("door/state")(ms) == b"closed", what="door closed at start")
+        contact.drive_high()  # opened without a grant
+        recorder.wait_for(lambda ms: last("door/state")(ms) == b"open", what="door open")
+        alarms = recorder.wait_for(lambda ms: (last("alarm/state")(ms) or b"{}").count(b"true") and
+                                   json.loads(last("alarm/state")(ms)))
+        assert alarms == {"door_forced": True, "door_held_open": False}
+        contact.drive_low()
+        recorder.wait_for(lambda ms: last("door/state")(ms) == b"closed" and
+                          json.loads(last("alarm/state")(ms)) == {"door_forced": False, "door_held_open": False},
+                          what="door closed, alarms cleared")
+        exit_pin.drive_low()  # pressed
+        events = recorder.wait_for(lambda ms: {e["event_type"] for e in
+                                               (m.json() for m in ms if m.topic == f"{ROOT}/event")}
+                                   >= {"door_forced", "request_to_exit"}, what="events")
+        assert events
+        exit_pin.drive_high()
+        lock.relock("test")
+        # A remote OPEN is queued for the loop; the loop's main thread (run here) carries it out.
+        relay.clear_states()
+        recorder.publish(f"{ROOT}/lock/set", "OPEN")
+        time.sleep(0.3)
+        assert relay.state is False  # nothing touches the relay until the main loop drains its queue
+        # Replay sources that have ended at once: the loop only runs its main thread here.
+        loop._open_frames = lambda: ScriptedFrames([])
+        loop._open_audio = lambda: ScriptedAudio(np.zeros(0, np.float32))
+        loop.run(duration_s=0.5)
+        assert [s.state for s in relay.states][-2:] == [True, False], "the loop did not run the queued command"
+    finally:
+        bridge.close()
+        monitor.close()
+        lock.close()

@@ -129,3 +129,27 @@ def test_rate_limit_counts_a_sliding_minute():
     assert not limit.allow()
     now[0] = 60.0
     assert limit.allow()
+
+
+def _event(accepted, reason, person="alice", end="speech_end", speech=2.0):
+    from types import SimpleNamespace
+
+    decision = SimpleNamespace(accepted=accepted, reason=reason, person=person, face=1.234, voice=-2.0,
+                               fused=None, runner_up=None, liveness=0.5)
+    return SimpleNamespace(attempt_id=7, decision=decision, latency_ms=12.345, end_reason=end,
+                           speech_seconds=speech)
+
+
+def test_event_payload_names_only_granted_people_and_carries_no_embeddings():
+    granted = discovery.decision_payload(_event(True, "match"))
+    assert (granted["event_type"], granted["person"], granted["attempt"]) == ("granted", "alice", 7)
+    assert granted["scores"] == {"face": 1.23, "voice": -2.0, "fused": None, "runner_up": None}
+    denied = discovery.decision_payload(_event(False, "face_mismatch"))
+    assert (denied["event_type"], denied["person"], denied["reason"]) == ("denied", None, "face_mismatch")
+    assert discovery.decision_payload(_event(False, "locked_out"))["event_type"] == "locked_out"
+    passer_by = discovery.decision_payload(_event(False, "no_speech", person=None, end="timeout", speech=0.0))
+    assert passer_by["reason"] == "abandoned"
+    for payload in (granted, denied):
+        assert set(payload) == {"event_type", "attempt", "person", "reason", "scores", "liveness",
+                                "speech_seconds", "latency_ms", "end", "time"}
+        json.loads(discovery.dumps(payload))

@@ -164,17 +164,22 @@ def decision_payload(event) -> dict:
     else:
         kind = "denied"
     speech = getattr(event, "speech_seconds", None)
+    end = getattr(event, "end_reason", None)
+    reason = decision.reason
+    if kind == "denied" and end == "timeout" and not speech:
+        reason = "abandoned"  # someone passed by without speaking, as the decision log line says
     return {
         "event_type": kind,
         "attempt": int(event.attempt_id),
+        # A denied attempt names nobody, not even the closest enrolled person.
         "person": decision.person if decision.accepted else None,
-        "reason": decision.reason,
+        "reason": reason,
         "scores": {"face": _rounded(decision.face), "voice": _rounded(decision.voice),
                    "fused": _rounded(decision.fused), "runner_up": _rounded(decision.runner_up)},
         "liveness": _rounded(decision.liveness),
         "speech_seconds": _rounded(speech, 1),
         "latency_ms": _rounded(event.latency_ms, 1),
-        "end": getattr(event, "end_reason", None),
+        "end": end,
         "time": utc_now(),
     }
 

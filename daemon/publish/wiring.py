@@ -25,9 +25,14 @@ _DOOR_EVENTS = {
 
 def lockout_state(lockout) -> dict:
     """The retained ``lockout/state`` payload of a :class:`~daemon.decide.lockout.Lockout`."""
+    from datetime import datetime, timedelta, timezone
+
     remaining = lockout.remaining()
+    # Published once per decision, so the absolute end tells Home Assistant when it is over.
+    until = (datetime.now(timezone.utc) + timedelta(seconds=remaining)).isoformat(timespec="seconds") \
+        .replace("+00:00", "Z") if remaining > 0 else None
     return {"locked_out": bool(lockout.locked_out), "consecutive_failures": int(lockout.failures),
-            "remaining_seconds": round(remaining, 1)}
+            "remaining_seconds": round(remaining, 1), "until": until}
 
 
 def attach(loop, lock, monitor, config, clock=time.monotonic) -> MqttBridge | None:
