@@ -43,5 +43,6 @@ def test_install_writes_the_dropin_only_when_asked():
     assert f"IPAddressAllow=localhost {BROKER}" in tcp.stdout and "LoadCredential=avid-mqtt-password" in tcp.stdout
     unix = dry_run("--mqtt-broker", "unix")
     assert unix.returncode == 0 and "IPAddressAllow" not in unix.stdout and "PrivateNetwork" not in unix.stdout
+    assert "SupplementaryGroups=mosquitto" in unix.stdout
     bad = dry_run("--mqtt-broker", "broker;rm -rf /")
     assert bad.returncode != 0

@@ -164,7 +164,13 @@ install_mqtt_dropin() {
     [[ -n $MQTT_BROKER ]] || return 0
     say "opening the sandbox to the MQTT broker ($MQTT_BROKER): $MQTT_DROPIN"
     local text=$'[Service]\n'
-    if [[ $MQTT_BROKER != unix ]]; then
+    if [[ $MQTT_BROKER == unix ]]; then
+        # Mosquitto makes its Unix socket 0770 mosquitto:mosquitto.
+        getent group mosquitto >/dev/null || [[ $DRY_RUN == 1 ]] \
+            || die "--mqtt-broker unix: no group 'mosquitto' here (install mosquitto first)"
+        text+=$'# Mosquitto\'s Unix socket is 0770 mosquitto:mosquitto; nothing else is opened.\n'
+        text+=$'SupplementaryGroups=mosquitto\n'
+    else
         [[ $MQTT_BROKER =~ ^[0-9A-Fa-f.:/]+$ ]] || die "--mqtt-broker takes an IP address (or 'unix'), not '$MQTT_BROKER'"
         text="$(sed "s|@BROKER@|$MQTT_BROKER|" "$REPO_DIR/systemd/mqtt-tcp.conf")"$'\n'
     fi
