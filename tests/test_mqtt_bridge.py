@@ -265,3 +265,36 @@ def test_wiring_reports_door_contact_alarms_exit_button_and_runs_commands_on_the
         bridge.close()
         monitor.close()
         lock.close()
+
+
+def test_unreadable_secrets_are_start_up_errors(broker, tmp_path):
+    from daemon.errors import ConfigError
+
+    missing = _config(broker, tmp_path, password_file=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="password_file"):
+        MqttBridge(missing.mqtt, missing.lock)
+    no_ca = _config(broker, tmp_path, url=broker.tls_url, ca_file=str(tmp_path / "no-ca.pem"))
+    with pytest.raises(ConfigError, match="TLS"):
+        MqttBridge(no_ca.mqtt, no_ca.lock)
+
+
+def test_close_is_idempotent_and_bounded_with_a_broker_that_never_answers(tmp_path):
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts connections into its backlog, never reads or answers
+    try:
+        config = Config.model_validate({"mqtt": {"url": f"mqtt://127.0.0.1:{silent.getsockname()[1]}",
+                                                 "door_id": DOOR}})
+        bridge = MqttBridge(config.mqtt, config.lock).start()
+        bridge.on_lock(False)
+        bridge.on_exit_request()
+        closer = threading.Thread(target=lambda: (bridge.close(), bridge.close()))
+        closer.start()
+        closer.join(timeout=20)
+        assert not closer.is_alive(), "close() hangs on a silent broker"
+        bridge.on_lock(True)  # after close: ignored, no error
+    finally:
+        silent.close()

@@ -29,8 +29,10 @@ PASSWORD_CREDENTIAL = "avid-mqtt-password"
 MAX_QUEUED_MESSAGES = 64
 #: Reconnect back-off, seconds (paho doubles from min to max).
 RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS = 1, 8
-#: How long close() waits for ``offline`` to reach the broker (shutdown only).
+#: How long close() waits for ``offline`` to reach the broker, and for paho's thread (shutdown only).
 CLOSE_WAIT_SECONDS = 1.0
+#: TCP connect and TLS handshake limit on paho's thread.
+CONNECT_TIMEOUT_SECONDS = 3.0
 
 
 def read_password(mqtt_config) -> str | None:
@@ -99,6 +101,7 @@ class MqttBridge:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"avid-{config.door_id}",
                              clean_session=True, protocol=paho.MQTTv311, transport=transport)
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
+        client.connect_timeout = CONNECT_TIMEOUT_SECONDS
         client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
         username = config.username or config.door_id
         client.username_pw_set(username, read_password(config))
@@ -126,10 +129,10 @@ class MqttBridge:
         if self._started:
             return self
         self._started = True
-        self._client.connect_async(self._address, self._port, keepalive=self.config.keepalive_seconds)
-        self._client.loop_start()
         log.info("MQTT: reporting door %s to %s (remote unlock %s)", self.config.door_id, self.config.url,
                  "ON" if self.config.remote_unlock else "off")
+        self._client.connect_async(self._address, self._port, keepalive=self.config.keepalive_seconds)
+        self._client.loop_start()
         return self
 
     def close(self) -> None:
@@ -150,7 +153,11 @@ class MqttBridge:
                 except (RuntimeError, ValueError):
                     pass  # not connected any more: the broker publishes the will instead
             self._client.disconnect()
-            self._client.loop_stop()
+            # paho's loop_stop() joins its thread without a limit, and that thread may sit in a
+            # connect() to a broker that does not answer: wait a bounded time (it is a daemon thread).
+            stopper = threading.Thread(target=self._client.loop_stop, name="avid-mqtt-stop", daemon=True)
+            stopper.start()
+            stopper.join(timeout=CLOSE_WAIT_SECONDS)
 
     # --- events from the door (any thread; never blocks) -------------------------------------
     def on_decision(self, event) -> None:
