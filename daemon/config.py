@@ -268,7 +268,7 @@ class MqttConfig(_Section):
         description="Optional: remote unlocks must carry the code whose hash this is "
                     "(make it with 'python -m daemon.publish hash-code').")
     remote_unlock_per_minute: int = Field(
-        3, ge=1, le=60, description="Remote commands accepted per minute (refused codes count too).")
+        3, ge=1, le=60, description="Remote unlocks accepted per minute (refused codes count too).")
 
     @property
     def enabled(self) -> bool:

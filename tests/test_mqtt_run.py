@@ -173,7 +173,11 @@ def test_broker_that_disappears_mid_run_changes_no_decision(tmp_path, broker, en
             time.sleep(0.2)
         broker.start()
         ha = Recorder(broker)
-        process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while "is back" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # a clean stop, as systemctl stop does
+        process.wait(timeout=20)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -183,6 +187,10 @@ def test_broker_that_disappears_mid_run_changes_no_decision(tmp_path, broker, en
     assert _decisions(text)[:2] == [("accept", "alice"), ("deny", "-")], text[-3000:]
     assert len(re.findall(r"MQTT broker \S+ unavailable", text)) == 1, text[-3000:]
     assert len(re.findall(r"MQTT broker \S+ is back", text)) == 1, text[-3000:]
+    # Both decisions were made while the broker was away.
+    away = re.search(r"MQTT broker \S+ unavailable", text).start()
+    back = re.search(r"MQTT broker \S+ is back", text).start()
+    assert all(away < m.start() < back for m in re.finditer(r"decision=", text)), text[-3000:]
     # A clean stop publishes offline itself (the restarted broker kept nothing from before).
     try:
         ha.wait_for(lambda ms: [m for m in ms if m.topic == f"{TOPIC}/availability"][-1:]
