@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -168,5 +167,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "mqtt-bench"
     sys.exit(main())
