@@ -202,7 +202,10 @@ def test_broker_away_is_logged_once_and_back_once(tmp_path, make_door, caplog):
             recorder.close()
         finally:
             broker.stop()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while sum("unavailable" in r.getMessage() for r in caplog.records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # room for a wrong, repeated line to show up
     messages = [r.getMessage() for r in caplog.records]
     assert sum("unavailable" in m for m in messages) == 2, messages  # before the start, after the stop
     assert sum("is back" in m for m in messages) == 1, messages
