@@ -27,10 +27,11 @@ setup(
         "pydantic>=2.6",
         "gpiozero>=2.0",
         "cryptography>=42",
+        "paho-mqtt>=2.0,<3",
         'lgpio>=0.2; platform_machine == "aarch64" and sys_platform == "linux"',
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1"],
         "tools": ["matplotlib>=3.8", "tqdm>=4.66", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["avid = daemon.cli:main"]},

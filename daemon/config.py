@@ -225,6 +225,130 @@ class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
+# --- MQTT (Home Assistant) ------------------------------------------------------------------------
+#: Host names and addresses that mqtt:// (no TLS) may reach: the machine itself.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class MqttConfig(_Section):
+    """Optional reporting to Home Assistant over MQTT (off while ``url`` is empty)."""
+
+    url: str | None = Field(
+        None, description="Broker: 'unix:///run/mosquitto/mosquitto.sock', 'mqtt://127.0.0.1:1883' "
+                          "(no TLS: loopback only) or 'mqtts://host:8883' (TLS, needs ca_file); "
+                          "empty means MQTT is off.")
+    door_id: str | None = Field(
+        None, pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+        description="This door's id in topics and entity ids (letters, digits, _ and -); by "
+                    "convention also its broker user name.")
+    name: str | None = Field(None, max_length=64, description="Display name in Home Assistant; "
+                                                              "empty means the door_id.")
+    base_topic: str = Field("avid", pattern=r"^[a-zA-Z0-9_-]+(/[a-zA-Z0-9_-]+)*$",
+                            description="Topics are <base_topic>/<door_id>/...")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[a-zA-Z0-9_-]+(/[a-zA-Z0-9_-]+)*$",
+                                  description="Home Assistant's MQTT discovery prefix.")
+    username: str | None = Field(None, max_length=128, description="Broker user; empty means the door_id.")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password; empty means the systemd credential "
+                          "$CREDENTIALS_DIRECTORY/avid-mqtt-password if there is one, else no password.")
+    ca_file: Path | None = Field(None, description="mqtts: CA certificate(s) that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="mqtts: optional client certificate (PEM).")
+    key_file: Path | None = Field(None, description="mqtts: the client certificate's private key (PEM).")
+    keepalive_seconds: int = Field(
+        30, ge=5, le=3600, description="MQTT keepalive; the broker publishes 'offline' (the last will) "
+                                       "about 1.5 times this long after avid vanishes without a word.")
+    remote_unlock: bool = Field(
+        False, description="Accept OPEN/UNLOCK/LOCK on <base>/<door_id>/lock/set. Off: the lock is "
+                           "reported as a read-only sensor and no command is read.")
+    remote_unlock_code_hash: str | None = Field(
+        None, pattern=r"^scrypt\$[0-9]+\$[0-9]+\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$",
+        description="Optional: remote unlocks must carry the code whose hash this is "
+                    "(make it with 'python -m daemon.publish hash-code').")
+    remote_unlock_per_minute: int = Field(
+        3, ge=1, le=60, description="Remote unlocks accepted per minute (refused codes count too).")
+
+    @property
+    def enabled(self) -> bool:
+        """True when a broker is configured."""
+        return bool(self.url)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        problem = mqtt_url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value or None
+
+
+def mqtt_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an acceptable broker address, or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/"):
+            return "a Unix socket URL is unix:///absolute/path"
+        return None
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return "the scheme must be unix://, mqtt:// (loopback only) or mqtts://"
+    if not parts.hostname:
+        return "the URL names no host"
+    if parts.path not in ("", "/") or parts.query or parts.username or parts.password:
+        return "no path, query or credentials in the URL (use username and password_file)"
+    if port == 0:
+        return "port 0 is not a broker port"
+    if parts.scheme == "mqtt" and not is_loopback(parts.hostname):
+        return ("mqtt:// is unencrypted and only allowed to loopback; use mqtts:// with ca_file "
+                "for another host")
+    return None
+
+
+def mqtt_problems(mqtt: dict) -> list[tuple[str, str]]:
+    """Rules of the ``mqtt`` section that involve several keys, as (key path, message)."""
+    from urllib.parse import urlsplit
+
+    url = mqtt.get("url")
+    if not isinstance(url, str) or not url:
+        return []
+    problems = []
+    if not mqtt.get("door_id"):
+        problems.append(("mqtt.door_id", "MQTT needs a door_id (letters, digits, _ and -)"))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return problems
+    if parts.scheme == "mqtts" and not mqtt.get("ca_file"):
+        problems.append(("mqtt.ca_file", "mqtts:// needs ca_file (the CA that signed the broker's certificate)"))
+    if parts.scheme != "mqtts" and any(mqtt.get(k) for k in ("ca_file", "cert_file", "key_file")):
+        problems.append(("mqtt.url", "ca_file, cert_file and key_file need an mqtts:// URL"))
+    if bool(mqtt.get("cert_file")) != bool(mqtt.get("key_file")):
+        problems.append(("mqtt.cert_file", "a client certificate needs both cert_file and key_file"))
+    if mqtt.get("remote_unlock") is True and parts.scheme == "mqtt" \
+            and not is_loopback(parts.hostname or ""):
+        problems.append(("mqtt.remote_unlock", "remote unlock is refused over an unencrypted connection "
+                                               "to anything but loopback (use mqtts:// or unix://)"))
+    if mqtt.get("remote_unlock_code_hash") and mqtt.get("remote_unlock") is not True:
+        problems.append(("mqtt.remote_unlock_code_hash", "a code is only used with remote_unlock: true"))
+    return problems
+
+
 class Config(_Section):
     """The whole configuration of one door."""
 
@@ -241,6 +365,7 @@ class Config(_Section):
     lockout: LockoutConfig = Field(default_factory=LockoutConfig, description=LockoutConfig.__doc__)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description=WatchdogConfig.__doc__)
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description=LoggingConfig.__doc__)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description=MqttConfig.__doc__)
 
     @property
     def state_dir(self) -> Path:
@@ -450,6 +575,7 @@ def _cross_field_problems(data: dict) -> list[tuple[str, str]]:
     decision = section("decision")
     if decision.get("face_weight") == 0 and decision.get("voice_weight") == 0:
         problems.append(("decision", "face_weight and voice_weight cannot both be 0"))
+    problems += mqtt_problems(section("mqtt"))
     return problems
 
 

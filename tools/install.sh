@@ -6,6 +6,9 @@
 #   sudo tools/install.sh --uninstall     remove the unit and /opt/avid; keep /etc/avid, /var/lib/avid
 #   sudo tools/install.sh --uninstall --purge   also remove config, device key, templates and the user
 #   tools/install.sh --dry-run [...]      print every step and change nothing (root not needed)
+#   sudo tools/install.sh --mqtt-broker ADDRESS   also open the sandbox to an MQTT broker at ADDRESS (IP
+#                                         address, for mqtt:// or mqtts://; 'unix' for a Unix socket);
+#                                         /etc/avid/mqtt.password, if present, becomes a credential
 #
 # Running it again is safe: existing config, device key, templates and user are left alone.
 set -euo pipefail
@@ -19,6 +22,9 @@ readonly STATE_DIR=/var/lib/avid
 readonly UNIT_FILE=/etc/systemd/system/avid.service
 readonly SYSUSERS_FILE=/etc/sysusers.d/avid.conf
 readonly TMPFILES_FILE=/etc/tmpfiles.d/avid.conf
+readonly DROPIN_DIR=/etc/systemd/system/avid.service.d
+readonly MQTT_DROPIN="$DROPIN_DIR/mqtt.conf"
+readonly MQTT_PASSWORD_FILE="$CONFIG_DIR/mqtt.password"
 readonly SERVICE_USER=avid
 readonly KEY_BYTES=32
 # Debian's interpreter (python3-venv is for it): the avid user must be able to run the venv's python.
@@ -29,6 +35,7 @@ DRY_RUN=0
 START=1
 ACTION=install
 PURGE=0
+MQTT_BROKER=""
 
 usage() {
     sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -152,9 +159,38 @@ generate_key() {
     fi
 }
 
+# The unit has no network at all; MQTT over TCP needs the address families and the broker's address.
+install_mqtt_dropin() {
+    [[ -n $MQTT_BROKER ]] || return 0
+    say "opening the sandbox to the MQTT broker ($MQTT_BROKER): $MQTT_DROPIN"
+    local text=$'[Service]\n'
+    if [[ $MQTT_BROKER == unix ]]; then
+        # Mosquitto makes its Unix socket 0770 mosquitto:mosquitto.
+        getent group mosquitto >/dev/null || [[ $DRY_RUN == 1 ]] \
+            || die "--mqtt-broker unix: no group 'mosquitto' here (install mosquitto first)"
+        text+=$'# Mosquitto\'s Unix socket is 0770 mosquitto:mosquitto; nothing else is opened.\n'
+        text+=$'SupplementaryGroups=mosquitto\n'
+    else
+        [[ $MQTT_BROKER =~ ^[0-9A-Fa-f.:/]+$ ]] || die "--mqtt-broker takes an IP address (or 'unix'), not '$MQTT_BROKER'"
+        text="$(sed "s|@BROKER@|$MQTT_BROKER|" "$REPO_DIR/systemd/mqtt-tcp.conf")"$'\n'
+    fi
+    if [[ -e $MQTT_PASSWORD_FILE || $DRY_RUN == 1 ]]; then
+        text+=$'# The broker password, readable by the service only as $CREDENTIALS_DIRECTORY/avid-mqtt-password.\n'
+        text+="LoadCredential=avid-mqtt-password:$MQTT_PASSWORD_FILE"$'\n'
+    fi
+    run install -d -m 0755 "$DROPIN_DIR"
+    printf '+ write %s\n' "$MQTT_DROPIN"
+    if [[ $DRY_RUN == 0 ]]; then
+        printf '%s' "$text" > "$MQTT_DROPIN.tmp" && chmod 0644 "$MQTT_DROPIN.tmp" && mv "$MQTT_DROPIN.tmp" "$MQTT_DROPIN"
+    else
+        printf '%s' "$text"
+    fi
+}
+
 install_unit() {
     say "installing the systemd unit $UNIT_FILE"
     run install -m 0644 "$REPO_DIR/systemd/avid.service" "$UNIT_FILE"
+    install_mqtt_dropin
     run_systemctl daemon-reload
     run_systemctl enable avid.service
     if [[ $START == 1 ]]; then
@@ -185,6 +221,7 @@ do_uninstall() {
             run_systemctl disable avid.service
         fi
         run rm -f "$UNIT_FILE"
+        run rm -rf "$DROPIN_DIR"
         run_systemctl daemon-reload
         run_systemctl reset-failed avid.service || true
     fi
@@ -208,6 +245,7 @@ main() {
             --no-start) START=0 ;;
             --uninstall) ACTION=uninstall ;;
             --purge) PURGE=1 ;;
+            --mqtt-broker) [[ $# -ge 2 ]] || die "--mqtt-broker needs an address"; MQTT_BROKER=$2; shift ;;
             -h|--help) usage; exit 0 ;;
             *) usage >&2; die "unknown option: $1" ;;
         esac

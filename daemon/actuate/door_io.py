@@ -38,6 +38,7 @@ class DoorMonitor:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self.events: list[str] = []
+        self._listeners: list[Callable[[str], object]] = []
         if contact is not None:
             contact.when_released = self._door_opened   # contact opens: pin pulled high
             contact.when_pressed = self._door_closed
@@ -49,9 +50,27 @@ class DoorMonitor:
         self._thread = threading.Thread(target=self._watch, name="avid-door", daemon=True)
         self._thread.start()
 
+    @property
+    def is_open(self) -> bool | None:
+        """Whether the door is open; None without a contact."""
+        return None if self._contact is None else self._opened_at is not None
+
+    def add_listener(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(event_name)`` after each event (``door_opened``, ``door_forced``, ...).
+
+        Listeners run on gpiozero's or the monitor's thread and must not block; their errors are
+        logged and never reach the monitor.
+        """
+        self._listeners.append(listener)
+
     def _event(self, level: int, name: str, detail: str) -> None:
         self.events.append(name)
         log.log(level, "event=%s %s", name, detail)
+        for listener in self._listeners:
+            try:
+                listener(name)
+            except Exception:
+                log.exception("door listener failed")
 
     def _exit_requested(self) -> None:
         self._event(logging.INFO, "request_to_exit", "exit button pressed: unlocking")

@@ -56,6 +56,7 @@ class Lock:
         self.granted_until = float("-inf")
         self._wake = threading.Condition()
         self._closed = False
+        self._listeners: list[Callable[[bool], object]] = []
         self._relay.off()
         self._thread = threading.Thread(target=self._relock_when_due, name="avid-relock", daemon=True)
         self._thread.start()
@@ -70,6 +71,21 @@ class Lock:
         """True while the relay is energised (never after :meth:`close`)."""
         return not self._closed and bool(self._relay.value)
 
+    def add_listener(self, listener: Callable[[bool], object]) -> None:
+        """Call ``listener(locked)`` after each change of the relay, on the thread that made it.
+
+        Listeners must not block (they may run on the relock thread); their errors are logged
+        and never reach the lock.
+        """
+        self._listeners.append(listener)
+
+    def _tell(self, locked: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(locked)
+            except Exception:
+                log.exception("lock listener failed")
+
     def grant(self, seconds: float | None = None) -> None:
         """Energise the relay for ``seconds`` (default ``unlock_seconds``)."""
         with self._wake:
@@ -80,6 +96,7 @@ class Lock:
             self._relay.on()
             self._wake.notify()
         log.info("lock: relay energised for %.1f s", seconds or self._unlock_seconds)
+        self._tell(False)
 
     def relock(self, reason: str = "timer") -> None:
         """De-energise the relay now; after :meth:`close` it already is, and this does nothing."""
@@ -92,6 +109,7 @@ class Lock:
             self._wake.notify()
         if was_unlocked:
             log.info("lock: relay de-energised (%s)", reason)
+            self._tell(True)
 
     def poll(self) -> None:
         """Relock if the grant has expired (the relock thread does this too)."""

@@ -52,6 +52,7 @@ class DecisionEvent:
     end_reason: str
     speech_ended_at: float | None
     decided_at: float
+    speech_seconds: float | None = None
 
 
 class DeviceHealth:
@@ -109,7 +110,8 @@ class CaptureLoop:
         self._stop_at_end = stop_at_end_of_replay
         self._stop = threading.Event()
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
-        #: ("finished", attempt) to decide, or ("early", attempt) when more of it is embedded.
+        #: ("finished", attempt) to decide, ("early", attempt) when more of it is embedded, or
+        #: ("command", callable) from another thread (e.g. a remote unlock) to run here.
         self._inbox: queue.Queue = queue.Queue()
         decision = self.config.decision
         self.tracker = AttemptTracker(
@@ -117,6 +119,7 @@ class CaptureLoop:
             speculate_from_seconds=decision.early_min_speech_seconds if decision.early_accept else None)
         self._vad = VadSettings.from_config(self.config)
         self._early_accept = self.config.decision.early_accept
+        self._decision_listeners: list[Callable[[DecisionEvent], None]] = []
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
         self.microphone = DeviceHealth("microphone", status)
@@ -130,6 +133,14 @@ class CaptureLoop:
     def stop(self) -> None:
         """Ask every thread to finish; the lock is relocked by the caller's close()."""
         self._stop.set()
+
+    def submit(self, command: Callable[[], object]) -> None:
+        """Run ``command()`` on the main thread as soon as it is free (from any thread)."""
+        self._inbox.put(("command", command))
+
+    def add_decision_listener(self, listener: Callable[[DecisionEvent], None]) -> None:
+        """Call ``listener(event)`` on the main thread after each decision (must not block)."""
+        self._decision_listeners.append(listener)
 
     def run(self, duration_s: float | None = None) -> list[DecisionEvent]:
         """Run until stopped, until ``duration_s`` passes, or until replay sources end."""
@@ -151,6 +162,11 @@ class CaptureLoop:
                     self._decide(attempt)
                 elif kind == "early":
                     self._try_early(attempt)
+                elif kind == "command":
+                    try:
+                        attempt()
+                    except Exception:
+                        log.exception("queued command failed")
                 now = self._clock()
                 self.tracker.poll(now)
                 if self._health is not None:
@@ -329,10 +345,16 @@ class CaptureLoop:
             log.error("lockout state not saved: %s", exc)
         abandoned = attempt.end_reason == "timeout" and attempt.speech_started_at is None
         self._log_decision(attempt, decision, latency_ms, abandoned)
-        event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at)
+        event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at,
+                              attempt.voice.seconds)
         self.events.append(event)
         if self._on_decision is not None:
             self._on_decision(event)
+        for listener in self._decision_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("decision listener failed")
 
     def _evidence(self, attempt: Attempt) -> Evidence:
         """What the attempt offers, with its liveness judged when the policy needs it."""

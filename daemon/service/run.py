@@ -22,7 +22,7 @@ def run_daemon(config: Config) -> int:
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
-    monitor = None
+    monitor = bridge = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
@@ -31,6 +31,10 @@ def run_daemon(config: Config) -> int:
         open_frames, open_audio = source_factories(config)
         loop = CaptureLoop(door, lock, open_frames, open_audio, health=health, notifier=notifier,
                            stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
+        if config.mqtt.enabled:  # paho is imported only for a door that reports to MQTT
+            from daemon.publish.wiring import attach as attach_mqtt
+
+            bridge = attach_mqtt(loop, lock, monitor, config)
 
         def on_signal(signum, frame):
             log.info("signal %d: stopping", signum)
@@ -46,6 +50,8 @@ def run_daemon(config: Config) -> int:
         if monitor is not None:
             monitor.close()
         lock.close()
+        if bridge is not None:
+            bridge.close()  # after the lock: its last state is LOCKED, then offline
         notifier.stopping()
         notifier.close()
     return 0
