@@ -14,6 +14,7 @@ import numpy as np
 
 from daemon.cli import print_json
 from daemon.config import Config
+from daemon.control.cli_bridge import via_daemon
 from daemon.errors import EnrolmentError, SourceError
 from daemon.fuse.fusion import score_candidates
 from daemon.decide.decision import decide
@@ -115,6 +116,8 @@ def _live_samples(config: Config, pipeline, samples: int) -> tuple[list[np.ndarr
 
 
 def enroll(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     pipeline = door.make_pipeline(config)
     store = door.open_store(config, pipeline.models_fingerprint, create_key=True)
     if args.live:
@@ -130,6 +133,8 @@ def enroll(config: Config, args) -> int:
 
 
 def delete(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     pipeline_fp = _fingerprint(config)
     store = door.open_store(config, pipeline_fp)
     if not store.delete(args.name):
@@ -140,6 +145,8 @@ def delete(config: Config, args) -> int:
 
 
 def list_people(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     store = door.open_store(config, _fingerprint(config))
     people = store.load()
     for name, person in sorted(people.items()):
@@ -239,16 +246,20 @@ def run(config: Config, args) -> int:
     from daemon.actuate.door_io import open_door_monitor
     from daemon.actuate.lock import make_pin_factory
 
+    from daemon.control.door_admin import LoopDoorAdmin
+    from daemon.control.server import start_control_server
+
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
-    monitor = None
+    monitor = control = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
         loop = build_loop(config, lock, health=health, notifier=notifier,
                           stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
+        control = start_control_server(config.control, LoopDoorAdmin.attach(loop, config, lock, monitor))
 
         def on_signal(signum, frame):
             log.info("signal %d: stopping", signum)
@@ -261,6 +272,8 @@ def run(config: Config, args) -> int:
         notifier.status("running")
         loop.run()
     finally:
+        if control is not None:
+            control.close()
         if monitor is not None:
             monitor.close()
         lock.close()
@@ -289,6 +302,8 @@ def calibrate(config: Config, args) -> int:
 
 
 def lockout(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     state = door.open_lockout(config)
     if args.clear:
         state.clear()
@@ -299,6 +314,17 @@ def lockout(config: Config, args) -> int:
     return 0
 
 
+def status(config: Config, args) -> int:
+    """The running door's status; exit status 3 (and ``"running": false``) when none runs."""
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
+    if args.json:
+        print_json({"running": False})
+    else:
+        print(f"avid is not running (nothing listens on {config.control.socket_path})")
+    return 3
+
+
 #: Sub-command name → function.
-COMMANDS = {"run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
+COMMANDS = {"status": status, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}
