@@ -247,6 +247,8 @@ def _decode_files(name: str, value: Any) -> list[bytes]:
             raise ProtocolError(f'"{name}" file {index} is not valid base64') from None
         if not data:
             raise ProtocolError(f'"{name}" file {index} is empty')
+        if len(data) > MAX_FILE_BYTES:
+            raise ProtocolError(f'"{name}" file {index} is over {MAX_FILE_BYTES} bytes', "too_large")
         files.append(data)
     return files
 
