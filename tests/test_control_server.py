@@ -330,3 +330,67 @@ def test_generated_malformed_requests_always_get_an_error_reply(fuzz_server, req
 
 def test_the_fuzzed_server_still_serves(fuzz_server):
     assert ControlClient(fuzz_server.path).status()["lock"] == "locked"
+
+
+# --- the CLI side --------------------------------------------------------------------------------
+def test_cli_commands_go_through_the_running_daemon(admin, folder, tmp_path, capsys):
+    from daemon.cli import main
+
+    faces, voices = enrolment_files(tmp_path)
+    config = tmp_path / "config.yaml"
+    # The state directory of the CLI is empty and elsewhere: answers can only come from the daemon.
+    config.write_text(f"state:\n  directory: {tmp_path / 'elsewhere'}\n"
+                      f"control:\n  socket_path: {folder / 'control.sock'}\n")
+    assert main(["status", "--json", "--config", str(config)]) == 3
+    assert json.loads(capsys.readouterr().out) == {"running": False}
+    with serve(admin, folder):
+        assert main(["enroll", "alice", "--face", *map(str, faces), "--voice", str(voices[0]),
+                     "--config", str(config)]) == 0
+        assert "enrolled alice: 2 face sample(s), 1 voice sample(s)" in capsys.readouterr().out
+        assert main(["list", "--config", str(config)]) == 0
+        assert capsys.readouterr().out == "alice\tface samples: 2\tvoice samples: 1\n"
+        assert main(["status", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "avid is running: door locked" in out and "enrolled: 1" in out and "not locked out" in out
+        assert main(["lockout", "--clear", "--config", str(config)]) == 0
+        assert main(["lockout", "--config", str(config)]) == 0
+        assert capsys.readouterr().out.endswith("consecutive failures: 0; not locked out\n")
+        assert main(["delete", "bob", "--config", str(config)]) == 1
+        assert main(["delete", "alice", "--config", str(config)]) == 0
+        big = tmp_path / "big.wav"
+        big.write_bytes(b"\0" * (protocol.MAX_FILE_BYTES + 1))
+        assert main(["enroll", "bob", "--face", str(faces[0]), "--voice", str(big), "--config", str(config)]) == 1
+    assert admin.people() == [] and not (tmp_path / "elsewhere").exists()
+
+
+SERVER_IN_NAMESPACE = """
+import sys, time
+from daemon.control.server import ControlServer
+server = ControlServer(None, sys.argv[1], admin_group=sys.argv[2]).start()
+print("listening", flush=True)
+time.sleep(30)
+"""
+
+
+@as_root
+def test_in_a_private_user_namespace_group_members_are_unknown_and_refused(folder):
+    # What systemd's PrivateUsers=yes does to the daemon: only root (and itself) are mapped, so
+    # the kernel reports every other caller as the overflow uid, whatever its groups.
+    import subprocess
+    import sys
+
+    if subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode:
+        pytest.skip("this machine does not allow user namespaces")
+    group = _some_group()
+    server = subprocess.Popen(["unshare", "--user", "--map-root-user", sys.executable, "-c", SERVER_IN_NAMESPACE,
+                               str(folder / "control.sock"), group.gr_name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        member = status_as(folder / "control.sock", uid=12346, gid=group.gr_gid, groups=[group.gr_gid])
+    finally:
+        server.kill()
+        _, stderr = server.communicate(timeout=10)
+    assert member["ok"] is False and member["code"] == "unauthorised"
+    assert "PrivateUsers" in member["message"]
+    assert "uid=65534" in stderr
