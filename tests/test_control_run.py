@@ -11,6 +11,7 @@ One daemon replays one timeline (about 45 s) while the test acts in its gaps:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -140,7 +141,6 @@ def test_people_change_without_restart_live_enrolment_and_refusals(tmp_path):
 
             status_json = avid("status", "--json", config=config)
             assert status_json.returncode == 0, status_json.stderr
-            import json
             state = json.loads(status_json.stdout)
             assert state["enrolled"] == 1 and state["lock"] in ("locked", "unlocked")
             assert state["lockout"]["locked_out"] is False and state["devices"]["camera"] == "ok"

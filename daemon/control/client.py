@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-from daemon.control import protocol
 from daemon.control.protocol import (ControlTimeout, ControlUnavailable, ProtocolError, Unauthorised,
                                      encode_request, error_from_reply, parse_reply)
 
@@ -171,6 +170,3 @@ def connect_if_running(path: str | os.PathLike, timeout: float = 30.0) -> Contro
     client = ControlClient(path, timeout)
     client._spare = conn  # the first request uses this connection: no second connect
     return client
-
-
-__all__ = ["ControlClient", "connect_if_running", "protocol"]
