@@ -216,6 +216,36 @@ class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
 
+class ControlConfig(_Section):
+    """The local control socket: ``avid status/enroll/delete/list/lockout`` ask the running door."""
+
+    enabled: bool = Field(True, description="Serve the control socket while the door runs.")
+    socket_path: Path = Field(
+        Path("/run/avid/control.sock"),
+        description="The AF_UNIX socket, in the unit's RuntimeDirectory; never on the network. The "
+                    "CLI finds the running daemon here.")
+    admin_group: str = Field(
+        "avid-admin", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Members of this group may administer through the socket, besides root and "
+                    "the daemon's own user.")
+    max_clients: int = Field(4, ge=1, le=32, description="Connections served at once; more are told busy.")
+    read_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Time allowed for one request to arrive; an idle or slow "
+                                        "client is answered 'timeout' and disconnected.")
+    live_enrolment_timeout_seconds: float = Field(
+        300.0, ge=10, le=3600, description="Longest live enrolment; then it is cancelled and the "
+                                           "door resumes.")
+
+    @field_validator("socket_path")
+    @classmethod
+    def _absolute_short_path(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        if len(os.fsencode(value)) > 107:
+            raise ValueError("longer than the 107 bytes an AF_UNIX socket address holds")
+        return value
+
+
 class Config(_Section):
     """The whole configuration of one door."""
 
@@ -232,7 +262,7 @@ class Config(_Section):
     lockout: LockoutConfig = Field(default_factory=LockoutConfig, description=LockoutConfig.__doc__)
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description=WatchdogConfig.__doc__)
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description=LoggingConfig.__doc__)
-    control: ControlConfig = Field(default_factory=lambda: ControlConfig(), description="The local control socket.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description=ControlConfig.__doc__)
 
     @property
     def state_dir(self) -> Path:
@@ -479,32 +509,3 @@ def summary(config: Config) -> str:
             f"unlock={config.lock.unlock_seconds:g}s liveness={'required' if config.liveness.required else 'off'} "
             f"missing_modality={config.decision.missing_modality} state={config.state_dir}")
 
-
-class ControlConfig(_Section):
-    """The local control socket: ``avid status/enroll/delete/list/lockout`` ask the running door."""
-
-    enabled: bool = Field(True, description="Serve the control socket while the door runs.")
-    socket_path: Path = Field(
-        Path("/run/avid/control.sock"),
-        description="The AF_UNIX socket, in the unit's RuntimeDirectory; never on the network. The "
-                    "CLI finds the running daemon here.")
-    admin_group: str = Field(
-        "avid-admin", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
-        description="Members of this group may administer through the socket, besides root and "
-                    "the daemon's own user.")
-    max_clients: int = Field(4, ge=1, le=32, description="Connections served at once; more are told busy.")
-    read_timeout_seconds: float = Field(
-        10.0, gt=0, le=300, description="Time allowed for one request to arrive; an idle or slow "
-                                        "client is answered 'timeout' and disconnected.")
-    live_enrolment_timeout_seconds: float = Field(
-        300.0, ge=10, le=3600, description="Longest live enrolment; then it is cancelled and the "
-                                           "door resumes.")
-
-    @field_validator("socket_path")
-    @classmethod
-    def _absolute_short_path(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
-        if len(os.fsencode(value)) > 107:
-            raise ValueError("longer than the 107 bytes an AF_UNIX socket address holds")
-        return value
