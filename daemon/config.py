@@ -508,4 +508,3 @@ def summary(config: Config) -> str:
             f"lock={config.lock.pin_factory}:GPIO{config.lock.relay_pin} "
             f"unlock={config.lock.unlock_seconds:g}s liveness={'required' if config.liveness.required else 'off'} "
             f"missing_modality={config.decision.missing_modality} state={config.state_dir}")
-
