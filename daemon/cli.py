@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fmr", type=float, default=1e-4, help="false match rate to operate at")
     p.add_argument("--seed", type=int, default=1)
 
+    p = sub.add_parser("status", help="the running door: lock, lockout, people, devices, last decisions")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("lockout", help="show or clear the failed-attempt lockout")
     _add_common(p)
     p.add_argument("--clear", action="store_true", help="clear the lockout")

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from daemon.config import Config
+from daemon.control.cli_bridge import via_daemon
 from daemon.errors import EnrolmentError
 from daemon.service import door
 from daemon.state.templates import Person
@@ -36,6 +37,8 @@ def _fingerprint(config: Config) -> str:
 
 
 def enroll(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     from daemon.service.enrolment import enrol_from_files, live_samples
 
     pipeline = door.make_pipeline(config)
@@ -53,6 +56,8 @@ def enroll(config: Config, args) -> int:
 
 
 def delete(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     store = door.open_store(config, _fingerprint(config))
     if not store.delete(args.name):
         print(f"{args.name} is not enrolled", file=sys.stderr)
@@ -62,6 +67,8 @@ def delete(config: Config, args) -> int:
 
 
 def list_people(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     store = door.open_store(config, _fingerprint(config))
     people = store.load()
     for name, person in sorted(people.items()):
@@ -115,6 +122,8 @@ def calibrate(config: Config, args) -> int:
 
 
 def lockout(config: Config, args) -> int:
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
     state = door.open_lockout(config)
     if args.clear:
         state.clear()
@@ -125,6 +134,17 @@ def lockout(config: Config, args) -> int:
     return 0
 
 
+def status(config: Config, args) -> int:
+    """The running door's status; exit status 3 (and ``"running": false``) when none runs."""
+    if (routed := via_daemon(config, args)) is not None:
+        return routed
+    if args.json:
+        print_json({"running": False})
+    else:
+        print(f"avid is not running (nothing listens on {config.control.socket_path})")
+    return 3
+
+
 #: Sub-command name → function.
-COMMANDS = {"run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
+COMMANDS = {"status": status, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}

@@ -347,6 +347,34 @@ def mqtt_problems(mqtt: dict) -> list[tuple[str, str]]:
     if mqtt.get("remote_unlock_code_hash") and mqtt.get("remote_unlock") is not True:
         problems.append(("mqtt.remote_unlock_code_hash", "a code is only used with remote_unlock: true"))
     return problems
+class ControlConfig(_Section):
+    """The local control socket: ``avid status/enroll/delete/list/lockout`` ask the running door."""
+
+    enabled: bool = Field(True, description="Serve the control socket while the door runs.")
+    socket_path: Path = Field(
+        Path("/run/avid/control.sock"),
+        description="The AF_UNIX socket, in the unit's RuntimeDirectory; never on the network. The "
+                    "CLI finds the running daemon here.")
+    admin_group: str = Field(
+        "avid-admin", pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="Members of this group may administer through the socket, besides root and "
+                    "the daemon's own user.")
+    max_clients: int = Field(4, ge=1, le=32, description="Connections served at once; more are told busy.")
+    read_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Time allowed for one request to arrive; an idle or slow "
+                                        "client is answered 'timeout' and disconnected.")
+    live_enrolment_timeout_seconds: float = Field(
+        300.0, ge=10, le=3600, description="Longest live enrolment; then it is cancelled and the "
+                                           "door resumes.")
+
+    @field_validator("socket_path")
+    @classmethod
+    def _absolute_short_path(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        if len(os.fsencode(value)) > 107:
+            raise ValueError("longer than the 107 bytes an AF_UNIX socket address holds")
+        return value
 
 
 class Config(_Section):
@@ -366,6 +394,7 @@ class Config(_Section):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig, description=WatchdogConfig.__doc__)
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description=LoggingConfig.__doc__)
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description=MqttConfig.__doc__)
+    control: ControlConfig = Field(default_factory=ControlConfig, description=ControlConfig.__doc__)
 
     @property
     def state_dir(self) -> Path:

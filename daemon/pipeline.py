@@ -49,6 +49,11 @@ class VoiceResult:
     problems: tuple[str, ...]
 
 
+def read_image(path: Path) -> np.ndarray | None:
+    """A BGR image from a file (None when it cannot be decoded)."""
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)
+
+
 class Pipeline:
     """Detector, encoders and their pre-processing, loaded and verified once."""
 
@@ -92,7 +97,7 @@ class Pipeline:
 
     def face_from_image(self, path: Path) -> tuple[np.ndarray | None, FaceObservation | None, tuple[str, ...]]:
         """Embed the face of an image file: (embedding or None, observation, problems)."""
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        frame = read_image(path)
         if frame is None:
             raise SourceError(f"cannot read image {path}")
         observation = self.observe_face(frame)

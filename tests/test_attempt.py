@@ -351,3 +351,20 @@ def test_speech_resuming_after_a_pause_makes_the_speculation_stale():
     computed = []
     door.finished[0].last_windows(lambda window: computed.append(window) or np.zeros(256, np.float32))
     assert computed, "a stale speculative window must not be used"
+
+
+def test_after_an_early_accept_the_rest_of_the_utterance_starts_no_new_attempt():
+    door = Door(cooldown_seconds=0.5)
+    door.face(0.0)
+    door.speech("start", 0.1, 4 * FRAME)
+    attempt = door.tracker.current
+    assert door.tracker.end_early(attempt, 1.0)
+    assert door.finished == [attempt] and attempt.end_reason == "early"
+    # The person goes on speaking in front of the camera, past the cooldown: no new attempt.
+    for i in range(30):
+        door.face(1.6 + 0.1 * i)
+        door.speech("audio", 1.6 + 0.1 * i)
+    assert door.tracker.current is None
+    door.speech("end", 5.0)  # that utterance is over: the next face starts an attempt
+    door.face(5.1)
+    assert door.tracker.current is not None and door.tracker.current is not attempt

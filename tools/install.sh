@@ -3,6 +3,7 @@
 #
 #   sudo tools/install.sh                 install or upgrade, enable and (re)start avid.service
 #   sudo tools/install.sh --no-start      the same, but leave the service stopped (enabled for boot)
+#   sudo tools/install.sh --admin USER    also add USER to the avid-admin group (repeatable)
 #   sudo tools/install.sh --uninstall     remove the unit and /opt/avid; keep /etc/avid, /var/lib/avid
 #   sudo tools/install.sh --uninstall --purge   also remove config, device key, templates and the user
 #   tools/install.sh --dry-run [...]      print every step and change nothing (root not needed)
@@ -15,6 +16,8 @@ set -euo pipefail
 
 readonly PREFIX=/opt/avid
 readonly VENV="$PREFIX/venv"
+# `sudo avid enroll ...` finds it here (sudo's secure_path includes /usr/local/bin).
+readonly COMMAND_LINK=/usr/local/bin/avid
 readonly CONFIG_DIR=/etc/avid
 readonly CONFIG_FILE="$CONFIG_DIR/config.yaml"
 readonly KEY_FILE="$CONFIG_DIR/device.key"
@@ -26,6 +29,7 @@ readonly DROPIN_DIR=/etc/systemd/system/avid.service.d
 readonly MQTT_DROPIN="$DROPIN_DIR/mqtt.conf"
 readonly MQTT_PASSWORD_FILE="$CONFIG_DIR/mqtt.password"
 readonly SERVICE_USER=avid
+readonly ADMIN_GROUP=avid-admin
 readonly KEY_BYTES=32
 # Debian's interpreter (python3-venv is for it): the avid user must be able to run the venv's python.
 readonly PYTHON="${AVID_PYTHON:-/usr/bin/python3}"
@@ -36,9 +40,10 @@ START=1
 ACTION=install
 PURGE=0
 MQTT_BROKER=""
+ADMINS=()
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 say() { printf '==> %s\n' "$*"; }
@@ -104,6 +109,20 @@ create_user() {
             --shell /usr/sbin/nologin --comment "avid door identity daemon" "$SERVICE_USER"
     fi
     run usermod --append --groups video,audio,gpio "$SERVICE_USER"
+    if ! getent group "$ADMIN_GROUP" >/dev/null; then
+        run groupadd --system "$ADMIN_GROUP"
+    fi
+}
+
+add_admins() {
+    local admin
+    for admin in "${ADMINS[@]}"; do
+        say "adding $admin to $ADMIN_GROUP (may administer the door through its control socket)"
+        if [[ $DRY_RUN == 0 ]] && ! getent passwd "$admin" >/dev/null; then
+            die "no such user: $admin"
+        fi
+        run usermod --append --groups "$ADMIN_GROUP" "$admin"
+    done
 }
 
 create_directories() {
@@ -128,6 +147,7 @@ install_venv() {
         run "$VENV/bin/pip" install --upgrade lgpio
     fi
     run install -D -m 0644 "$REPO_DIR/docs/install.md" "$PREFIX/docs/install.md"
+    run ln -sfn "$VENV/bin/avid" "$COMMAND_LINK"
 }
 
 install_config() {
@@ -204,6 +224,7 @@ install_unit() {
 do_install() {
     install_packages
     create_user
+    add_admins
     create_directories
     install_venv
     install_config
@@ -226,6 +247,7 @@ do_uninstall() {
         run_systemctl reset-failed avid.service || true
     fi
     run rm -rf "$PREFIX"
+    run rm -f "$COMMAND_LINK"
     if [[ $PURGE == 0 ]]; then
         say "kept $CONFIG_DIR (config, device key), $STATE_DIR (templates) and user $SERVICE_USER; --purge removes them"
         return
@@ -235,6 +257,9 @@ do_uninstall() {
     run rm -f "$SYSUSERS_FILE" "$TMPFILES_FILE"
     if [[ $DRY_RUN == 1 ]] || getent passwd "$SERVICE_USER" >/dev/null; then
         run userdel "$SERVICE_USER"
+    fi
+    if [[ $DRY_RUN == 1 ]] || getent group "$ADMIN_GROUP" >/dev/null; then
+        run groupdel "$ADMIN_GROUP"
     fi
 }
 
@@ -246,11 +271,19 @@ main() {
             --uninstall) ACTION=uninstall ;;
             --purge) PURGE=1 ;;
             --mqtt-broker) [[ $# -ge 2 ]] || die "--mqtt-broker needs an address"; MQTT_BROKER=$2; shift ;;
+            --admin)
+                [[ $# -ge 2 && -n $2 && $2 != -* ]] || die "--admin needs a user name"
+                ADMINS+=("$2")
+                shift
+                ;;
             -h|--help) usage; exit 0 ;;
             *) usage >&2; die "unknown option: $1" ;;
         esac
         shift
     done
+    if [[ ${#ADMINS[@]} -gt 0 && $ACTION != install ]]; then
+        die "--admin only goes with an install"
+    fi
     if [[ $PURGE == 1 && $ACTION != uninstall ]]; then
         die "--purge only goes with --uninstall"
     fi

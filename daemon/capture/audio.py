@@ -7,6 +7,7 @@ PortAudio (``libportaudio2``) still runs the replay demo and the tests.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -25,11 +26,18 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE_HZ = 16000
 
 
-def read_wav(path: str | Path) -> np.ndarray:
-    """Read a PCM WAV file as mono float32 at 16 kHz (averaging channels, resampling if needed)."""
-    path = Path(path)
+def read_wav(path: str | Path | bytes) -> np.ndarray:
+    """Read a PCM WAV file as mono float32 at 16 kHz (averaging channels, resampling if needed).
+
+    ``path`` may also be the file's contents (bytes), e.g. sent over the control socket.
+    """
+    if isinstance(path, (bytes, bytearray)):
+        source, path = io.BytesIO(path), "<WAV bytes>"
+    else:
+        path = Path(path)
+        source = str(path)
     try:
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(source, "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             raw = wav.readframes(wav.getnframes())
     except (OSError, EOFError, wave.Error) as exc:

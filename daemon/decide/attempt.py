@@ -193,6 +193,10 @@ class AttemptTracker:
         self._lock = threading.RLock()
         self.current: Attempt | None = None
         self._cooldown_until = float("-inf")
+        # After an early accept the person usually goes on speaking: the rest of that utterance
+        # (until the VAD's end, at most one attempt timeout) belongs to the decided attempt and
+        # must not start another.
+        self._finishing_until = float("-inf")
 
     # --- inputs ----------------------------------------------------------------------------
     def on_frame(self, t: float, observation) -> Attempt | None:
@@ -203,7 +207,7 @@ class AttemptTracker:
         with self._lock:
             attempt = self.current
             if attempt is None:
-                if observation is None or t < self._cooldown_until:
+                if observation is None or t < max(self._cooldown_until, self._finishing_until):
                     return None
                 attempt = self._start(t, "face")
             if observation is None:
@@ -229,6 +233,8 @@ class AttemptTracker:
     def on_speech(self, event) -> None:
         """A :class:`~daemon.detect.vad.SpeechEvent`."""
         with self._lock:
+            if event.kind in ("start", "end"):
+                self._finishing_until = float("-inf")  # the early-accepted utterance is over
             attempt = self.current
             if attempt is None:
                 if event.kind != "start" or event.t < self._cooldown_until:
@@ -279,6 +285,7 @@ class AttemptTracker:
             if self.current is not attempt:
                 return False
             self._end(attempt, now, "early")
+            self._finishing_until = now + self._config.timeout_seconds
             return True
 
     def poll(self, now: float) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from daemon.capture.audio import open_audio_source, wav_seconds
 from daemon.capture.frames import open_frame_source
 from daemon.config import Config
-from daemon.decide.decision import Decision, Policy
+from daemon.decide.decision import Decision, Policy, decide
 from daemon.decide.evidence import Evidence, decide_attempt, decide_early
 from daemon.detect.vad import VadSettings
 from daemon.decide.lockout import Lockout, LockoutPolicy
@@ -111,6 +111,8 @@ class Door:
         self.liveness = liveness
         self._people_lock = threading.Lock()
         self._people: dict[str, Person] = {}
+        #: The name being enrolled live at the door while decisions are suspended, else None.
+        self.suspended_for: str | None = None
         self.reload_people()
 
     def reload_people(self) -> int:
@@ -127,15 +129,28 @@ class Door:
         with self._people_lock:
             return list(self._people.values())
 
+    def suspend(self, enrolling: str) -> None:
+        """Deny every attempt (the door stays locked) while ``enrolling`` is enrolled at the door."""
+        self.suspended_for = enrolling
+        log.warning("door decisions suspended: live enrolment of %s", enrolling)
+
+    def resume(self) -> None:
+        """Decide attempts again after a live enrolment."""
+        if self.suspended_for is not None:
+            self.suspended_for = None
+            log.info("door decisions resumed")
+
     def decide(self, evidence: Evidence) -> Decision:
-        """Decide one attempt (denied while the door is locked out)."""
+        """Decide one attempt (denied while the door is locked out or suspended)."""
+        if self.suspended_for is not None:
+            return decide([], self.policy, error="suspended_for_enrolment")
         return decide_attempt(evidence, self.people(), self.fusion, self.policy,
                               locked_out=self.lockout.locked_out)
 
     def decide_early(self, evidence: Evidence) -> Decision | None:
         """An accept on the evidence of an attempt still under way, or None (wait for its end)."""
         settings = self.config.decision
-        if not settings.early_accept:
+        if not settings.early_accept or self.suspended_for is not None:
             return None
         return decide_early(evidence, self.people(), self.fusion, self.policy, margin=settings.early_margin,
                             min_speech_seconds=settings.early_min_speech_seconds,

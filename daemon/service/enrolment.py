@@ -12,31 +12,41 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.capture.audio import open_audio_source
+from daemon.capture.audio import open_audio_source, read_wav
 from daemon.capture.frames import open_frame_source
 from daemon.config import Config
 from daemon.detect.vad import VadSettings
 from daemon.errors import EnrolmentError, SourceError
+from daemon.pipeline import read_image
 
 #: A template may use more speech than one attempt at the door does: more speech, better template.
 ENROL_MAX_SPEECH_SECONDS = 30.0
 
 
-def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
-                     min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Embed enrolment samples; raise :class:`EnrolmentError` naming every unusable file."""
+def embed_samples(pipeline, faces: list[tuple[str, np.ndarray | None]],
+                  voices: list[tuple[str, np.ndarray | None]],
+                  min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Embed decoded enrolment samples: ``(label, BGR image)`` and ``(label, 16 kHz samples)``
+    pairs, None where a file could not be decoded. Raises :class:`EnrolmentError` naming every
+    unusable sample (by its label), so that the person can fix them all at once."""
     face_embeddings, voice_embeddings, problems = [], [], []
-    for path in faces:
-        embedding, _, reasons = pipeline.face_from_image(path)
-        if embedding is None or reasons:
-            problems.append(f"{path}: {', '.join(reasons) or 'no_face'} "
+    for label, frame in faces:
+        observation = pipeline.observe_face(frame) if frame is not None else None
+        if frame is None:
+            problems.append(f"{label}: not an image")
+        elif observation is None or observation.problems:
+            reasons = ", ".join(observation.problems) if observation is not None else "no_face"
+            problems.append(f"{label}: {reasons} "
                             "(use a sharp, well-lit, frontal photo with the face at least 60 px wide)")
         else:
-            face_embeddings.append(embedding)
-    for path in voices:
-        result = pipeline.voice_from_wav(path, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
+            face_embeddings.append(pipeline.embed_chip(observation.chip))
+    for label, samples in voices:
+        if samples is None:
+            problems.append(f"{label}: not a readable WAV file")
+            continue
+        result = pipeline.voice_from_samples(samples, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
         if result.embedding is None:
-            problems.append(f"{path}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
+            problems.append(f"{label}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
                             f"speech; say a full sentence, at least {min_speech_seconds:g} s)")
         else:
             voice_embeddings.append(result.embedding)
@@ -45,6 +55,14 @@ def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
     if problems:
         raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
     return np.array(face_embeddings, np.float32), np.array(voice_embeddings, np.float32)
+
+
+def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
+                     min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Embed enrolment samples from files; raise :class:`EnrolmentError` naming every unusable file."""
+    frames = [(str(path), read_image(path)) for path in faces]
+    recordings = [(str(path), read_wav(path)) for path in voices]
+    return embed_samples(pipeline, frames, recordings, min_speech_seconds)
 
 
 def live_samples(config: Config, pipeline, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

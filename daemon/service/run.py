@@ -16,21 +16,27 @@ def run_daemon(config: Config) -> int:
     """Open the lock and the door contacts, build the door, serve until a stop signal."""
     from daemon.actuate.door_io import open_door_monitor
     from daemon.actuate.lock import make_pin_factory, open_lock
+    from daemon.control.server import start_control_server
+    from daemon.service.admin import LoopDoorAdmin
     from daemon.service.sdnotify import Notifier
     from daemon.service.watchdog import HealthGate
 
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
-    monitor = bridge = None
+    monitor = bridge = control = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
         door = build_door(config)
-        open_frames, open_audio = source_factories(config)
+        admin = LoopDoorAdmin(door, lock, monitor)
+        open_frames, open_audio = admin.tap(*source_factories(config))
         loop = CaptureLoop(door, lock, open_frames, open_audio, health=health, notifier=notifier,
                            stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
+        admin.loop = loop
+        loop.add_decision_listener(admin.record_decision)
+        control = start_control_server(config.control, admin)
         if config.mqtt.enabled:  # paho is imported only for a door that reports to MQTT
             from daemon.publish.wiring import attach as attach_mqtt
 
@@ -47,6 +53,8 @@ def run_daemon(config: Config) -> int:
         notifier.status("running")
         loop.run()
     finally:
+        if control is not None:
+            control.close()
         if monitor is not None:
             monitor.close()
         lock.close()
