@@ -1,4 +1,5 @@
-"""What the frame and audio sources have in common: a reader thread and a bounded wait.
+"""What the frame and audio sources have in common: the :class:`Source` interface, a reader thread
+and a bounded wait.
 
 Camera and audio stacks can block forever after a cable fault, so no caller ever waits on the
 hardware directly: a reader thread pulls items into a small queue and :meth:`ThreadedSource.read`
@@ -13,7 +14,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from daemon.errors import SourceError, SourceTimeout
 
@@ -30,11 +31,54 @@ class Item:
     t: float
 
 
+@runtime_checkable
+class Source(Protocol):
+    """The interface of every frame and audio source (the capture loop needs nothing else).
+
+    A backend is one class implementing it (in practice a :class:`ThreadedSource`) with a
+    classmethod ``from_config(section, clock=..., **timing)`` that builds it from its own config
+    model, listed in :mod:`daemon.capture.sources` under its ``backend`` name.
+    """
+
+    name: str
+
+    def start(self) -> "Source":
+        """Start capturing; idempotent."""
+
+    def read(self, timeout: float) -> Item | None:
+        """The next :class:`Item` within ``timeout`` seconds, ``None`` at the end of a finite stream;
+        raises :class:`~daemon.errors.SourceTimeout` or :class:`~daemon.errors.SourceError`."""
+
+    def close(self) -> None:
+        """Stop and release the device; idempotent."""
+
+
+class Pacer:
+    """Sleeps so that item ``i`` is released at ``start + i / rate`` on the given clock."""
+
+    def __init__(self, rate_hz: float, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self._period = 1.0 / rate_hz
+        self._clock, self._sleep = clock, sleep
+        self._start: float | None = None
+        self._count = 0
+
+    def wait(self) -> None:
+        """Sleep until the next item is due (not at all when it is late)."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count * self._period
+        if due > now:
+            self._sleep(due - now)
+        self._count += 1
+
+
 class ThreadedSource:
     """Base of every source: subclasses implement :meth:`_open`, :meth:`_grab` and :meth:`_release`.
 
-    ``_grab()`` returns the next payload, or ``None`` at the end of a finite stream; exceptions it
-    raises reach the caller of :meth:`read` as :class:`SourceError`.
+    ``_grab()`` returns the next payload (stamped with ``clock()``) or an :class:`Item` it stamped
+    itself, or ``None`` at the end of a finite stream; exceptions it raises reach the caller of
+    :meth:`read` as :class:`SourceError`.
     """
 
     name = "source"
@@ -58,6 +102,9 @@ class ThreadedSource:
 
     def _release(self) -> None:
         """Release the device or file (called in the reader thread)."""
+
+    def _delivered(self, item: Item) -> None:
+        """Called in the reader's thread for each item :meth:`read` returns."""
 
     # --- public API -----------------------------------------------------------------------
     def start(self) -> "ThreadedSource":
@@ -83,6 +130,7 @@ class ThreadedSource:
             return None
         if isinstance(item, BaseException):
             raise SourceError(f"{self.name}: {item}") from item
+        self._delivered(item)
         return item
 
     def close(self) -> None:
@@ -110,7 +158,7 @@ class ThreadedSource:
                 if payload is None:
                     self._put(_END)
                     return
-                self._put(Item(payload, self._clock()))
+                self._put(payload if isinstance(payload, Item) else Item(payload, self._clock()))
         except Exception as exc:  # delivered to the reader, who decides; the thread ends
             self._put(exc)
         finally:
