@@ -485,6 +485,9 @@ def _problem_from(error: dict, lines: dict[tuple, int]) -> ConfigProblem:
         expected = error["ctx"]["expected_tags"].rsplit(", ", 1)
         message = "Input should be " + " or ".join(expected)
         value = value.get("backend") if isinstance(value, dict) else None
+    elif error["type"] == "model_type":
+        # pydantic names the model class (OpenCVCameraConfig), which is not in the file.
+        message = "should be a mapping of settings (key: value lines below the section name)"
     elif error["type"] == "missing":
         value = None
         backend = _backend_of(model)

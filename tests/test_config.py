@@ -172,6 +172,14 @@ def test_a_key_of_another_backend_says_whose_it_is(text, path, owner):
     assert problem.message.endswith(f"backend (it belongs to '{owner}')")
 
 
+def test_a_section_that_is_not_a_mapping_names_no_model_class():
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config("camera: replay\n")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.value) == ("camera", 1, "replay")
+    assert "mapping" in problem.message and "Config" not in problem.message
+
+
 def test_a_typo_in_a_backend_section_gets_a_did_you_mean():
     with pytest.raises(InvalidConfig) as caught:
         parse_config("camera:\n  backend: replay\n  path: v.mpg\n  realtim: false\n")

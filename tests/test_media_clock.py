@@ -100,13 +100,33 @@ def test_a_stream_that_has_not_joined_holds_the_other_at_the_start():
     with audio:
         assert audio.read(READ_S).t == 0.0
         with pytest.raises(SourceTimeout):
-            audio.read(0.3)  # block 1 waits for the frames at media time 0.03
+            audio.read(0.3)  # block 1 (media time 0.03) waits for the camera, which is away
+        assert clock() == 0.0
         frames = ReplayFrames(VIDEO, fps=FPS, realtime=True, clock=clock).start()
         try:
             assert frames.read(READ_S).t == 0.0
             assert audio.read(READ_S).t == pytest.approx(BLOCK_S)
         finally:
             frames.close()
+
+
+def test_waiting_for_a_slow_reader_is_not_a_read_timeout():
+    clock = MediaClock()
+    audio = ReplayAudio([WAV], block_ms=30, realtime=True, clock=clock)
+    frames = ReplayFrames(VIDEO, fps=FPS, realtime=True, clock=clock)
+    with audio, frames:
+        assert frames.read(READ_S).t == 0.0
+        assert [audio.read(READ_S).t for _ in range(3)] == pytest.approx([0.0, 0.03, 0.06])
+        # Block 3 (0.09) waits until frame 1 (0.067) is read: the frames reader is slow (on an
+        # emulated CPU, face detection can take longer than a read timeout), not the microphone.
+        got = []
+        reader = threading.Thread(target=lambda: got.append(audio.read(0.1)))
+        reader.start()
+        reader.join(timeout=0.5)
+        assert reader.is_alive() and not got
+        assert frames.read(READ_S).t == pytest.approx(1 / FPS)
+        reader.join(timeout=READ_S)
+        assert got[0].t == pytest.approx(0.09)
 
 
 def test_a_reopened_stream_starts_at_the_current_media_time():
@@ -139,8 +159,8 @@ def test_a_reopened_stream_starts_at_the_current_media_time():
     finally:
         frames.close()
         done.set()
-        reader.join(timeout=5)
         audio.close()
+        reader.join(timeout=5)
 
 
 def test_close_does_not_hang_while_waiting_for_the_other_stream():

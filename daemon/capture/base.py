@@ -21,6 +21,8 @@ from daemon.errors import SourceError, SourceTimeout
 log = logging.getLogger(__name__)
 
 _END = object()
+#: The longest a read waits beyond its timeout while the source is held back by another stream.
+HELD_BACK_LIMIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class ThreadedSource:
     def _delivered(self, item: Item) -> None:
         """Called in the reader's thread for each item :meth:`read` returns."""
 
+    def _held_back(self) -> bool:
+        """True while the next item waits for another stream (replays on a media clock)."""
+        return False
+
     # --- public API -----------------------------------------------------------------------
     def start(self) -> "ThreadedSource":
         """Start the reader thread; idempotent."""
@@ -121,10 +127,17 @@ class ThreadedSource:
         :class:`SourceError` when the device failed.
         """
         self.start()
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise SourceTimeout(f"{self.name}: nothing within {timeout:g} s") from None
+        held = 0.0
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+                break
+            except queue.Empty:
+                # A replay held back on a media clock by a slower stream is not a stuck device.
+                if self._held_back() and held < HELD_BACK_LIMIT_SECONDS:
+                    held += timeout
+                    continue
+                raise SourceTimeout(f"{self.name}: nothing within {timeout:g} s") from None
         if item is _END:
             self._queue.put(_END)  # later reads see the end too
             return None

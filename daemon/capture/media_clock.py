@@ -83,8 +83,10 @@ class MediaClock:
         stream = self._streams.get(name)
         return self._now if stream is None else stream._frontier()
 
-    def _may_release(self, stream: "MediaStream", t: float) -> bool:
-        return all(self._frontier(other) >= t for other in self._expected if other != stream.name)
+    def _blockers(self, stream: "MediaStream", t: float) -> list[str]:
+        """The other streams not yet read up to media time ``t``."""
+        return [other for other in self._expected
+                if other != stream.name and self._frontier(other) < t]
 
     def _update(self) -> None:
         if self._finished_at is None and all(self._frontier(n) == float("inf") for n in self._expected):
@@ -111,6 +113,7 @@ class MediaStream:
         self._next = origin  # a lower bound of the media time of the next item to be released
         self._unread: collections.deque[float] = collections.deque()
         self._open = True
+        self.held_back = False  # the next item waits for another stream
 
     def _frontier(self) -> float:
         return self._unread[0] if self._unread else self._next
@@ -123,10 +126,15 @@ class MediaStream:
         with clock._changed:
             self._next = max(self._next, t)
             clock._changed.notify_all()  # the others may be waiting for this stream to move on
-            while not clock._may_release(self, t):
+            while blockers := clock._blockers(self, t):
                 if stop.is_set() or not self._open:
+                    self.held_back = False
                     return None
+                # Held back by a slower reader; waiting for a stream that is away (a device
+                # being re-opened) is not that, and reads time out as usual meanwhile.
+                self.held_back = all(name in clock._streams for name in blockers)
                 clock._changed.wait(_POLL_SECONDS)
+            self.held_back = False
             self._unread.append(t)
             clock._now = max(clock._now, t)
             clock._changed.notify_all()
@@ -190,6 +198,10 @@ class ReplayPacing:
         """The reader took ``item``."""
         if self._stream is not None:
             self._stream.consumed(item.t)
+
+    def held_back(self) -> bool:
+        """True while the next item waits for another stream to be read up to its time."""
+        return self._stream is not None and self._stream.held_back
 
     def close(self) -> None:
         """Leave the media clock; idempotent."""

@@ -54,6 +54,9 @@ class ReplayAudio(ThreadedSource):
     def _delivered(self, item) -> None:
         self._pacing.delivered(item)
 
+    def _held_back(self) -> bool:
+        return self._pacing.held_back()
+
     def _iterate(self):
         recordings = [read_wav(path) for path in self.paths]
         pieces = []

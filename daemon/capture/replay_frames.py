@@ -67,6 +67,9 @@ class ReplayFrames(ThreadedSource):
     def _delivered(self, item) -> None:
         self._pacing.delivered(item)
 
+    def _held_back(self) -> bool:
+        return self._pacing.held_back()
+
     def _iterate(self):
         # Frames are counted on one timeline (frame n shows time n / fps), so that rounding each
         # gap or item to whole frames never accumulates.
