@@ -170,3 +170,19 @@ def test_close_does_not_hang_while_waiting_for_the_other_stream():
     started = time.monotonic()
     audio.close()
     assert time.monotonic() - started < 1.5
+
+
+def test_a_hold_keeps_the_replay_from_running_past_work_in_progress():
+    clock = MediaClock(streams=("audio",))
+    audio = ReplayAudio([WAV], block_ms=30, realtime=True, clock=clock)
+    clock.hold()  # e.g. an embedding of what was read so far is queued
+    with audio:
+        assert audio.read(READ_S).t == 0.0
+        got = []
+        reader = threading.Thread(target=lambda: got.append(audio.read(0.1)))
+        reader.start()
+        reader.join(timeout=0.5)
+        assert reader.is_alive() and not got and clock() == 0.0  # waiting, and not a timeout
+        clock.unhold()
+        reader.join(timeout=READ_S)
+        assert got[0].t == pytest.approx(BLOCK_S)

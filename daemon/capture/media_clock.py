@@ -10,6 +10,10 @@ emulated CPU), pacing by the wall clock makes frames stale and attempts time out
 * an item is released only when every other stream has been *read* up to its time, so the streams
   are merged in media-time order and neither runs ahead of the other by more than one item
   (however slow face detection is on this machine);
+* while the pipeline works on what was released (:meth:`MediaClock.hold` / ``unhold``: an
+  embedding, a decision), nothing later is released, so slow inference delays the replay instead
+  of being overtaken by it: the same items reach the same stages in the same media-time order on
+  any machine;
 * the clock reads the latest released media time, so everything that takes the same clock (capture
   loop, lock, lockout) judges time as the recording does.
 
@@ -18,7 +22,9 @@ lock still relocks and the loop still stops after the replay. Live devices canno
 
 Wiring: ``clock = MediaClock()``; pass ``clock`` wherever a clock is injected: the replay sources
 (``open_frame_source(camera, clock=clock)``, ``ReplayFrames(..., clock=clock)``), the capture loop
-(``build_loop(config, lock, clock=clock)``) and the lock (``open_lock(..., clock=clock)``).
+(``build_loop(config, lock, clock=clock)``) and the lock (``open_lock(..., clock=clock)``). The
+capture loop holds the clock for each embedding job queued and each finished attempt until it is
+decided (``getattr(clock, "hold", ...)``; a wall clock has no ``hold``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 DOOR_STREAMS = ("frames", "audio")
 #: How often a waiting producer re-checks its stop event (seconds of wall time).
 _POLL_SECONDS = 0.1
+_WORK = "<work in progress>"
 
 
 class MediaClock:
@@ -54,6 +61,7 @@ class MediaClock:
         self._streams: dict[str, MediaStream] = {}
         self._now = 0.0
         self._finished_at: float | None = None
+        self._holds = 0
 
     def __call__(self) -> float:
         """The current media time in seconds (never goes back)."""
@@ -77,6 +85,19 @@ class MediaClock:
             self._changed.notify_all()
             return stream
 
+    def hold(self) -> None:
+        """Work on what was released so far is in progress (an embedding, a decision): release
+        nothing later until the matching :meth:`unhold`, so that the replay never runs ahead of the
+        pipeline, however slow this machine is."""
+        with self._changed:
+            self._holds += 1
+
+    def unhold(self) -> None:
+        """That work is done."""
+        with self._changed:
+            self._holds = max(0, self._holds - 1)
+            self._changed.notify_all()
+
     # --- used by MediaStream, under self._changed ----------------------------------------------
     def _frontier(self, name: str) -> float:
         """The earliest media time of stream ``name`` not yet read (infinite once it has ended)."""
@@ -84,9 +105,10 @@ class MediaClock:
         return self._now if stream is None else stream._frontier()
 
     def _blockers(self, stream: "MediaStream", t: float) -> list[str]:
-        """The other streams not yet read up to media time ``t``."""
-        return [other for other in self._expected
-                if other != stream.name and self._frontier(other) < t]
+        """What item ``t`` waits for: the other streams not yet read up to it, work in progress."""
+        blockers = [other for other in self._expected
+                    if other != stream.name and self._frontier(other) < t]
+        return blockers + [_WORK] if self._holds and t > self._now else blockers
 
     def _update(self) -> None:
         if self._finished_at is None and all(self._frontier(n) == float("inf") for n in self._expected):
@@ -132,7 +154,7 @@ class MediaStream:
                     return None
                 # Held back by a slower reader; waiting for a stream that is away (a device
                 # being re-opened) is not that, and reads time out as usual meanwhile.
-                self.held_back = all(name in clock._streams for name in blockers)
+                self.held_back = all(name in clock._streams or name == _WORK for name in blockers)
                 clock._changed.wait(_POLL_SECONDS)
             self.held_back = False
             self._unread.append(t)

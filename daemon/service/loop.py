@@ -113,7 +113,10 @@ class CaptureLoop:
         self._stop = threading.Event()
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
         self._finished: queue.Queue = queue.Queue()
-        self.tracker = AttemptTracker(config.attempt, self._dispatch, self._finished.put,
+        # A media clock (avid demo --fast) waits for queued work instead of replaying past it.
+        self._hold = getattr(clock, "hold", lambda: None)
+        self._unhold = getattr(clock, "unhold", lambda: None)
+        self.tracker = AttemptTracker(config.attempt, self._dispatch, self._attempt_finished,
                                       keep_liveness_frames=liveness is not None)
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
@@ -146,7 +149,10 @@ class CaptureLoop:
                 except queue.Empty:
                     attempt = None
                 if attempt is not None:
-                    self._decide(attempt)
+                    try:
+                        self._decide(attempt)
+                    finally:
+                        self._unhold()
                 now = self._clock()
                 self.tracker.poll(now)
                 if self._health is not None:
@@ -252,7 +258,12 @@ class CaptureLoop:
         elif item.t - self._frozen_since > self.config.watchdog.max_frame_age_seconds:
             raise SourceTimeout("camera returns the same frame over and over (frozen)")
 
+    def _attempt_finished(self, attempt: Attempt) -> None:
+        self._hold()
+        self._finished.put(attempt)
+
     def _dispatch(self, job: EmbedJob) -> bool:
+        self._hold()
         try:
             if job.kind in ("face", "tail"):
                 self._jobs.put_nowait(job)
@@ -260,6 +271,7 @@ class CaptureLoop:
                 self._jobs.put(job, timeout=1.0)
             return True
         except queue.Full:
+            self._unhold()
             return False
 
     def _embed_worker(self) -> None:
@@ -277,6 +289,8 @@ class CaptureLoop:
             except Exception as exc:
                 log.error("embedding failed: %s", exc)
                 job.attempt.deliver(job, None, f"{job.kind}_embedding_failed")
+            finally:
+                self._unhold()
 
     # --- decisions -------------------------------------------------------------------------
     def _decide(self, attempt: Attempt) -> None:
