@@ -135,7 +135,7 @@ class MediaStream:
         self._next = origin  # a lower bound of the media time of the next item to be released
         self._unread: collections.deque[float] = collections.deque()
         self._open = True
-        self.held_back = False  # the next item waits for another stream
+        self.held_back = False  # the next item waits for another stream or for work in progress
 
     def _frontier(self) -> float:
         return self._unread[0] if self._unread else self._next
