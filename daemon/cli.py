@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="enrol bundled people and replay attempts through the real pipeline")
     _add_common(p)
+    p.add_argument("--fast", action="store_true",
+                   help="replay as fast as this machine computes, judging time in media time")
 
     p = sub.add_parser("check-config", help="validate a config file and list every error")
     _add_common(p)

@@ -105,7 +105,7 @@ def run(config: Config, args) -> int:
 def demo(config: Config, args) -> int:
     from daemon.demo import run_demo
 
-    return run_demo()
+    return run_demo(fast=getattr(args, "fast", False))
 
 
 def calibrate(config: Config, args) -> int:

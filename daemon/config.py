@@ -13,10 +13,11 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      ValidationInfo, field_validator)
 
 from daemon.errors import ConfigError
 
@@ -67,41 +68,128 @@ class StateConfig(_Section):
                           "<state directory>/device.key (created on first enrolment).")
 
 
-class CameraConfig(_Section):
-    """The frame source."""
+# --- hardware backends -------------------------------------------------------------------------
+# As Frigate keys its detectors: each backend's settings are a model of their own, tagged by
+# ``backend``, so that a replay camera cannot carry a device index. Adding a backend is one model
+# here, one source class in daemon/capture/ and one line in its registry (daemon/capture/sources.py).
 
-    backend: Literal["opencv", "replay"] = Field(
-        "opencv", description="'opencv': a camera by index or device path; "
-                              "'replay': a video file or a folder of images.")
+def _backend_tag(default: str):
+    """A discriminator reading ``backend``, so that a section without it gets ``default``."""
+    def tag(value: Any) -> str:
+        if isinstance(value, BaseModel):
+            return getattr(value, "backend", default)
+        if not isinstance(value, dict):
+            return default  # the default backend's model reports "should be a mapping"
+        backend = value.get("backend", default)
+        return backend if isinstance(backend, str) else repr(backend)
+    tag.__name__ = f"backend (default {default!r})"
+    return tag
+
+
+def _not_empty(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("empty: give a file or folder")
+    return value
+
+
+ReplayPath = Annotated[Path, BeforeValidator(_not_empty)]
+
+
+class _Backend(_Section):
+    def with_base(self, base: Path) -> "_Backend":
+        """This backend's settings with relative file paths made relative to ``base``."""
+        return self
+
+
+class OpenCVCameraConfig(_Backend):
+    """A camera read with OpenCV (V4L2 index or device path)."""
+
+    backend: Literal["opencv"] = Field("opencv", description="A camera read with OpenCV.")
     device: int | str = Field(0, description="OpenCV camera index (0) or device path (/dev/video0).")
-    path: Path | None = Field(None, description="Replay: a video file or a folder of images.")
     width_px: int = Field(640, ge=64, le=4096, description="Requested frame width in pixels.")
     height_px: int = Field(480, ge=48, le=4096, description="Requested frame height in pixels.")
     fps: float = Field(15.0, gt=0, le=60, description="Frames per second to process.")
     read_timeout_seconds: float = Field(
         2.0, gt=0, le=30, description="A read that gives no frame for this long counts as a fault.")
-    realtime: bool = Field(True, description="Replay: pace frames at fps (false: as fast as possible).")
-    loop: bool = Field(False, description="Replay: start again at the end instead of stopping.")
 
 
-class MicrophoneConfig(_Section):
-    """The audio source."""
+class ReplayCameraConfig(_Backend):
+    """A video file or a folder of images replayed as a camera."""
 
-    backend: Literal["sounddevice", "replay"] = Field(
-        "sounddevice", description="'sounddevice': a PortAudio input; 'replay': WAV files.")
+    backend: Literal["replay"] = Field(description="A video file or a folder of images.")
+    path: ReplayPath = Field(description="A video file or a folder of images (a relative path "
+                                         "starts at the config file's folder).")
+    fps: float = Field(15.0, gt=0, le=60, description="Frames per second to replay.")
+    read_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="A read that gives no frame for this long counts as a fault.")
+    realtime: bool = Field(True, description="Pace frames at fps (false: as fast as possible).")
+    loop: bool = Field(False, description="Start again at the end instead of stopping.")
+
+    def with_base(self, base: Path) -> "ReplayCameraConfig":
+        return self.model_copy(update={"path": _under(base, self.path)})
+
+
+class SoundDeviceMicrophoneConfig(_Backend):
+    """A PortAudio input read with sounddevice."""
+
+    backend: Literal["sounddevice"] = Field("sounddevice", description="A PortAudio input.")
     device: int | str | None = Field(
         None, description="sounddevice input device name or index; empty means the default input.")
-    paths: list[Path] = Field(
-        default_factory=list, description="Replay: WAV files (16-bit PCM) played one after another.")
     sample_rate_hz: Literal[8000, 16000, 32000, 48000] = Field(
         16000, description="Capture sample rate; the encoders run at 16000 Hz (others are resampled).")
     block_ms: Literal[10, 20, 30] = Field(
         30, description="Audio block length, also the VAD frame length (webrtcvad allows 10/20/30).")
     read_timeout_seconds: float = Field(
         2.0, gt=0, le=30, description="A read that gives no audio for this long counts as a fault.")
-    realtime: bool = Field(True, description="Replay: pace audio in real time (false: as fast as possible).")
-    gap_seconds: float = Field(
-        0.0, ge=0, le=60, description="Replay: silence inserted between files.")
+
+
+class ReplayMicrophoneConfig(_Backend):
+    """WAV files replayed as a microphone."""
+
+    backend: Literal["replay"] = Field(description="WAV files played one after another.")
+    paths: list[ReplayPath] = Field(
+        min_length=1, description="One or more WAV files (PCM) played one after another (a relative "
+                                  "path starts at the config file's folder).")
+    block_ms: Literal[10, 20, 30] = Field(
+        30, description="Audio block length, also the VAD frame length (webrtcvad allows 10/20/30).")
+    read_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="A read that gives no audio for this long counts as a fault.")
+    realtime: bool = Field(True, description="Pace audio in real time (false: as fast as possible).")
+    gap_seconds: float = Field(0.0, ge=0, le=60, description="Silence (room tone) inserted before, "
+                                                             "between and after the files.")
+
+    def with_base(self, base: Path) -> "ReplayMicrophoneConfig":
+        return self.model_copy(update={"paths": [_under(base, p) for p in self.paths]})
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+#: The ``camera`` section: one of the camera backends, chosen by ``backend`` (default 'opencv').
+CameraConfig = Annotated[
+    Annotated[OpenCVCameraConfig, Tag("opencv")] | Annotated[ReplayCameraConfig, Tag("replay")],
+    Discriminator(_backend_tag("opencv"))]
+
+#: The ``microphone`` section: one of the microphone backends (default 'sounddevice').
+MicrophoneConfig = Annotated[
+    Annotated[SoundDeviceMicrophoneConfig, Tag("sounddevice")]
+    | Annotated[ReplayMicrophoneConfig, Tag("replay")],
+    Discriminator(_backend_tag("sounddevice"))]
+
+
+def backend_models(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The models of a backend-keyed section by backend name (empty for an ordinary section)."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    models = {}
+    for member in get_args(annotation):
+        if get_origin(member) is Annotated:
+            model, *metadata = get_args(member)
+            for tag in metadata:
+                if isinstance(tag, Tag):
+                    models[tag.tag] = model
+    return models
 
 
 class VadConfig(_Section):
@@ -382,8 +470,12 @@ class Config(_Section):
 
     models: ModelsConfig = Field(default_factory=ModelsConfig, description=ModelsConfig.__doc__)
     state: StateConfig = Field(default_factory=StateConfig, description=StateConfig.__doc__)
-    camera: CameraConfig = Field(default_factory=CameraConfig, description=CameraConfig.__doc__)
-    microphone: MicrophoneConfig = Field(default_factory=MicrophoneConfig, description=MicrophoneConfig.__doc__)
+    camera: CameraConfig = Field(
+        default_factory=OpenCVCameraConfig,
+        description="The frame source; 'backend' chooses it: 'opencv' (default) or 'replay'.")
+    microphone: MicrophoneConfig = Field(
+        default_factory=SoundDeviceMicrophoneConfig,
+        description="The audio source; 'backend' chooses it: 'sounddevice' (default) or 'replay'.")
     vad: VadConfig = Field(default_factory=VadConfig, description=VadConfig.__doc__)
     attempt: AttemptConfig = Field(default_factory=AttemptConfig, description=AttemptConfig.__doc__)
     decision: DecisionConfig = Field(default_factory=DecisionConfig, description=DecisionConfig.__doc__)
@@ -477,60 +569,95 @@ def _line_index(text: str) -> dict[tuple, int]:
     return index
 
 
-def _fields_of(path: tuple) -> list[str]:
-    model: type[BaseModel] = Config
-    for part in path:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+def _walk(loc: tuple) -> tuple[tuple, type[BaseModel]]:
+    """The key path as the user wrote it for a pydantic error location, and the model holding its
+    last key.
 
-
-def _key_path(loc: tuple) -> tuple:
-    """``loc`` without the union-branch tags pydantic appends after a field ('int', 'str', ...)."""
-    model: type[BaseModel] | None = Config
-    for depth, part in enumerate(loc):
+    pydantic adds steps that are not in the file: the backend after a backend-keyed section
+    (``camera.replay.fps``) and the union branch after a field (``camera.opencv.device.int``).
+    """
+    model, path, i = Config, (), 0
+    holder: type[BaseModel] = Config
+    while i < len(loc):
+        part = loc[i]
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
-            return loc  # an unknown key or a bad mapping key: the location is already the user's
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+            return path + loc[i:], model  # an unknown key or a bad mapping key: already the user's
+        holder, path, i = model, path + (part,), i + 1
+        branches = backend_models(field.annotation)
+        if branches:
+            if i < len(loc) and loc[i] in branches:
+                model, i = branches[loc[i]], i + 1
+                continue
+            return path, holder  # the section as a whole (e.g. an unknown backend)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
             continue
-        return loc[:depth + 1] + tuple(p for p in loc[depth + 1:] if isinstance(p, int))
-    return loc
+        return path + tuple(p for p in loc[i:] if isinstance(p, int)), holder
+    return path, holder
 
 
 def _merge_union_errors(errors: list[dict]) -> list[dict]:
     """One error per key: a value that fits no branch of ``int | str`` is one mistake, not two."""
     merged: dict[tuple, dict] = {}
     for error in errors:
-        loc = _key_path(tuple(error["loc"]))
+        loc, holder = _walk(tuple(error["loc"]))
         if loc in merged and loc != tuple(error["loc"]):
             first = merged[loc]
             extra = error["msg"].removeprefix("Input should be ")
             first["msg"] = f"{first['msg']} or {extra}"
             continue
-        merged.setdefault(loc, dict(error, loc=loc))
+        merged.setdefault(loc, dict(error, loc=loc, model=holder))
     return list(merged.values())
+
+
+def _backend_of(model: type[BaseModel] | None) -> str | None:
+    """The backend name a backend's model is tagged with, ``None`` for an ordinary section."""
+    field = (model.model_fields if model else {}).get("backend")
+    names = get_args(field.annotation) if field is not None else ()
+    return names[0] if len(names) == 1 else None
+
+
+def _unknown_key_message(loc: tuple, model: type[BaseModel] | None) -> str:
+    key, known = str(loc[-1]), list(model.model_fields) if model else []
+    backend = _backend_of(model)
+    if backend is not None and len(loc) == 2:
+        # A key of another backend of the same section is a backend mix-up, not a typo.
+        owners = [name for name, other in backend_models(Config.model_fields[loc[0]].annotation).items()
+                  if name != backend and key in other.model_fields]
+        if owners:
+            return (f"not a setting of the '{backend}' {loc[0]} backend (it belongs to "
+                    f"{' and '.join(repr(o) for o in owners)})")
+    guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return "unknown key" + (f"; did you mean '{guess[0]}'?" if guess else
+                            f"; known keys here: {', '.join(known)}" if known else "")
 
 
 def _problem_from(error: dict, lines: dict[tuple, int]) -> ConfigProblem:
     loc = tuple(error["loc"])
-    path = ".".join(str(p) for p in loc)
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     value = error.get("input")
+    model = error.get("model")
     if error["type"] == "extra_forbidden":
-        known = _fields_of(loc[:-1])
-        guess = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        message = "unknown key" + (f"; did you mean '{guess[0]}'?" if guess else
-                                   f"; known keys here: {', '.join(known)}" if known else "")
+        message = _unknown_key_message(loc, model)
+    elif error["type"] == "union_tag_invalid":
+        # An unknown backend: reported at the 'backend' key, worded like any other choice.
+        loc += ("backend",)
+        expected = error["ctx"]["expected_tags"].rsplit(", ", 1)
+        message = "Input should be " + " or ".join(expected)
+        value = value.get("backend") if isinstance(value, dict) else None
+    elif error["type"] == "model_type":
+        # pydantic names the model class (OpenCVCameraConfig), which is not in the file.
+        message = "should be a mapping of settings (key: value lines below the section name)"
     elif error["type"] == "missing":
         value = None
+        backend = _backend_of(model)
+        field = model.model_fields.get(str(loc[-1])) if model else None
+        if backend is not None and field is not None:
+            what = field.description or ""
+            message = f"missing: the '{backend}' {loc[0]} backend needs it; {what[:1].lower()}{what[1:]}"
     if isinstance(value, dict):
         value = None  # a whole section is noise in a one-line report
     line = None
@@ -538,7 +665,7 @@ def _problem_from(error: dict, lines: dict[tuple, int]) -> ConfigProblem:
         line = lines.get(loc[:end])
         if line:
             break
-    return ConfigProblem(path, message, value, line)
+    return ConfigProblem(".".join(str(p) for p in loc), message, value, line)
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -596,11 +723,6 @@ def _cross_field_problems(data: dict) -> list[tuple[str, str]]:
         return value if isinstance(value, dict) else {}
 
     problems = []
-    camera, microphone = section("camera"), section("microphone")
-    if camera.get("backend") == "replay" and not camera.get("path"):
-        problems.append(("camera", "the replay backend needs 'path' (a video file or a folder of images)"))
-    if microphone.get("backend") == "replay" and not microphone.get("paths"):
-        problems.append(("microphone", "the replay backend needs 'paths' (one or more WAV files)"))
     decision = section("decision")
     if decision.get("face_weight") == 0 and decision.get("voice_weight") == 0:
         problems.append(("decision", "face_weight and voice_weight cannot both be 0"))
@@ -629,10 +751,9 @@ def _resolve_relative_paths(config: Config, base: Path) -> Config:
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p)
 
-    camera = config.camera.model_copy(update={"path": fix(config.camera.path)})
-    microphone = config.microphone.model_copy(update={"paths": [fix(p) for p in config.microphone.paths]})
     models = config.models.model_copy(update={"directory": fix(config.models.directory)})
-    return config.model_copy(update={"camera": camera, "microphone": microphone, "models": models})
+    return config.model_copy(update={"camera": config.camera.with_base(base),
+                                     "microphone": config.microphone.with_base(base), "models": models})
 
 
 def summary(config: Config) -> str:

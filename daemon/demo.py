@@ -14,6 +14,9 @@ through the capture loop, in real time, attempts by:
 5. the first person again, on another new clip → accepted.
 
 It prints each decision and the relay's state timeline, and exits 1 if any outcome differs.
+With ``fast=True`` (``avid demo --fast``) the replay runs on a
+:class:`~daemon.capture.media_clock.MediaClock`: as fast as the machine computes, with every time
+judged in media time, so the decisions are those of the real-time demo.
 """
 
 from __future__ import annotations
@@ -82,14 +85,18 @@ def demo_config(state_dir: Path, videos: list[Path], wavs: list[Path]) -> Config
     })
 
 
-def run_demo() -> int:
-    """Run the demo; return 0 when every outcome is the expected one."""
+def run_demo(fast: bool = False) -> int:
+    """Run the demo; return 0 when every outcome is the expected one.
+
+    :param fast: replay as fast as the machine computes (media time) instead of in real time.
+    """
     import os
 
     from gpiozero.pins.mock import MockFactory
 
     from daemon.actuate.lock import open_lock
     from daemon.capture.frames import ReplayFrames
+    from daemon.capture.media_clock import MediaClock
     from daemon.service import door
     from daemon.service.enrolment import enrol_from_files
     from daemon.service.loop import CaptureLoop
@@ -116,11 +123,17 @@ def run_demo() -> int:
             face, voice = enrol_from_files(pipeline, faces, voices)
             store.save(Person(name, face, voice))
             print(f"enrolled {name} from {len(clips)} clip(s): {', '.join(clips)}")
-        print(f"\nreplaying {len(ATTEMPTS)} attempts in real time (about {len(ATTEMPTS) * 5.5:.0f} s)...\n")
+        if fast:
+            print(f"\nreplaying {len(ATTEMPTS)} attempts as fast as this machine computes "
+                  "(times are media time)...\n")
+        else:
+            print(f"\nreplaying {len(ATTEMPTS)} attempts in real time (about {len(ATTEMPTS) * 5.5:.0f} s)...\n")
 
         factory = MockFactory()
-        start = time.monotonic()
-        lock = open_lock(config.lock, pin_factory=factory)
+        # In fast mode the loop, the lock and both replays share one media clock.
+        clock = MediaClock() if fast else time.monotonic
+        start = clock()
+        lock = open_lock(config.lock, pin_factory=factory, clock=clock)
         results = []
 
         def show(event):
@@ -133,18 +146,21 @@ def run_demo() -> int:
                   f"liveness={_fmt(d.liveness)} latency={event.latency_ms:.0f} ms", flush=True)
 
         durations = [wav_seconds(w) for w in wavs]
-        _, audio = door.source_factories(config)
+        _, audio = door.source_factories(config, clock=clock)
         frames = lambda: ReplayFrames(videos, fps=FPS, realtime=True, gap_seconds=GAP_SECONDS,  # noqa: E731
-                                      durations=durations)
+                                      durations=durations, clock=clock)
         try:
-            loop = CaptureLoop(door.build_door(config, pipeline=pipeline), lock, frames, audio,
-                               on_decision=show, stop_at_end_of_replay=True)
+            loop = CaptureLoop(door.build_door(config, clock=clock, pipeline=pipeline), lock, frames, audio,
+                               clock=clock, on_decision=show, stop_at_end_of_replay=True)
             loop.run(duration_s=len(ATTEMPTS) * 8 + 10)
-            time.sleep(config.lock.unlock_seconds + 0.2)
+            if not fast:
+                time.sleep(config.lock.unlock_seconds + 0.2)
         finally:
             lock.close()
         pin = factory.pin(config.lock.relay_pin)
-        print("\nrelay timeline (GPIO%d; t from the start of the replay):" % config.lock.relay_pin)
+        # gpiozero's MockPin stamps changes with the wall clock, not with the injected one.
+        print("\nrelay timeline (GPIO%d; %s):" % (config.lock.relay_pin, "wall-clock t" if fast else
+                                                  "t from the start of the replay"))
         # MockPin records the time since the previous change; add them up.
         elapsed = 0.0
         for state in pin.states:

@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 
 from daemon.capture.audio import read_wav, room_tone
-from daemon.capture.base import ThreadedSource
-from daemon.capture.frames import Pacer
+from daemon.capture.base import Pacer, ThreadedSource
 from daemon.config import Config
 
 DEMO = Path(__file__).resolve().parent.parent / "daemon" / "demo_data"

@@ -365,6 +365,8 @@ def test_after_an_early_accept_the_rest_of_the_utterance_starts_no_new_attempt()
         door.face(1.6 + 0.1 * i)
         door.speech("audio", 1.6 + 0.1 * i)
     assert door.tracker.current is None
-    door.speech("end", 5.0)  # that utterance is over: the next face starts an attempt
+    door.speech("end", 5.0)  # that utterance is over: after the cooldown the next face starts one
     door.face(5.1)
+    assert door.tracker.current is None
+    door.face(5.6)
     assert door.tracker.current is not None and door.tracker.current is not attempt

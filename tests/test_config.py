@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from daemon import cli
-from daemon.config import (EX_CONFIG, STATE_DIR_ENV, Config, InvalidConfig, load_config,
-                           parse_config)
+from daemon.config import (EX_CONFIG, STATE_DIR_ENV, Config, InvalidConfig, OpenCVCameraConfig,
+                           ReplayCameraConfig, ReplayMicrophoneConfig, SoundDeviceMicrophoneConfig,
+                           load_config, parse_config)
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Ten different mistakes: a typo, a replay camera without a path, ranges, types, enums.
+# Ten different mistakes: typos, a replay camera without a path and with an OpenCV setting,
+# ranges, types, enums.
 TEN_MISTAKES = """\
 models:
   num_thread: 2
@@ -22,7 +24,7 @@ camera:
   fps: 120
   width_px: wide
 microphone:
-  backend: pulseaudio
+  sample_rat_hz: 16000
   block_ms: 25
 vad:
   aggressiveness: 7
@@ -36,10 +38,10 @@ lock:
 #: (key path, line, a piece of the message) for each mistake in TEN_MISTAKES.
 EXPECTED = [
     ("models.num_thread", 2, "did you mean 'num_threads'"),
-    ("camera", 3, "replay backend needs 'path'"),
+    ("camera.path", 3, "the 'replay' camera backend needs it"),
     ("camera.fps", 5, "less than or equal to 60"),
-    ("camera.width_px", 6, "valid integer"),
-    ("microphone.backend", 8, "'sounddevice' or 'replay'"),
+    ("camera.width_px", 6, "not a setting of the 'replay' camera backend (it belongs to 'opencv')"),
+    ("microphone.sample_rat_hz", 8, "did you mean 'sample_rate_hz'"),
     ("microphone.block_ms", 9, "10, 20 or 30"),
     ("vad.aggressiveness", 11, "less than or equal to 3"),
     ("attempt.best_faces", 13, "fractional part"),
@@ -134,8 +136,77 @@ def test_yes_no_values_are_refused_for_numbers(text, path):
 
 
 def test_yes_no_values_are_fine_for_yes_no_settings():
-    config = parse_config("liveness:\n  required: no\nlock:\n  active_high: off\ncamera:\n  loop: yes\n")
+    config = parse_config("liveness:\n  required: no\nlock:\n  active_high: off\n"
+                          "camera:\n  backend: replay\n  path: v.mpg\n  loop: yes\n")
     assert config.liveness.required is False and config.lock.active_high is False and config.camera.loop
+
+
+def test_a_section_without_backend_is_the_default_backend():
+    config = parse_config("camera:\n  device: /dev/video2\nmicrophone:\n  block_ms: 20\n")
+    assert isinstance(config.camera, OpenCVCameraConfig) and config.camera.device == "/dev/video2"
+    assert isinstance(config.microphone, SoundDeviceMicrophoneConfig) and config.microphone.block_ms == 20
+    assert Config().camera == OpenCVCameraConfig() and Config().microphone == SoundDeviceMicrophoneConfig()
+
+
+def test_each_backend_gets_its_own_settings():
+    config = parse_config("camera:\n  backend: replay\n  path: door.mpg\n  loop: true\n"
+                          "microphone:\n  backend: replay\n  paths: [a.wav]\n  gap_seconds: 1.5\n")
+    assert isinstance(config.camera, ReplayCameraConfig) and config.camera.loop is True
+    assert isinstance(config.microphone, ReplayMicrophoneConfig) and config.microphone.gap_seconds == 1.5
+    assert not hasattr(config.camera, "device") and not hasattr(config.microphone, "sample_rate_hz")
+
+
+@pytest.mark.parametrize("text, path, owner", [
+    ("camera:\n  backend: replay\n  path: v.mpg\n  device: 1\n", "camera.device", "opencv"),
+    ("camera:\n  loop: true\n", "camera.loop", "replay"),
+    ("microphone:\n  backend: replay\n  paths: [a.wav]\n  sample_rate_hz: 48000\n",
+     "microphone.sample_rate_hz", "sounddevice"),
+    ("microphone:\n  paths: [a.wav]\n", "microphone.paths", "replay"),
+])
+def test_a_key_of_another_backend_says_whose_it_is(text, path, owner):
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config(text)
+    [problem] = caught.value.problems
+    assert problem.path == path and problem.line == text.count("\n")
+    assert problem.message.startswith("not a setting of the '")
+    assert problem.message.endswith(f"backend (it belongs to '{owner}')")
+
+
+def test_a_section_that_is_not_a_mapping_names_no_model_class():
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config("camera: replay\n")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.value) == ("camera", 1, "replay")
+    assert "mapping" in problem.message and "Config" not in problem.message
+
+
+def test_a_typo_in_a_backend_section_gets_a_did_you_mean():
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config("camera:\n  backend: replay\n  path: v.mpg\n  realtim: false\n")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line) == ("camera.realtim", 4)
+    assert problem.message == "unknown key; did you mean 'realtime'?"
+
+
+def test_an_unknown_backend_is_reported_at_its_key_with_the_choices():
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config("camera:\n  fps: 15\nmicrophone:\n  block_ms: 30\n  backend: pulseaudio\n")
+    [problem] = caught.value.problems
+    assert (problem.path, problem.line, problem.value) == ("microphone.backend", 5, "pulseaudio")
+    assert problem.message == "Input should be 'sounddevice' or 'replay'"
+
+
+@pytest.mark.parametrize("text, path, message", [
+    ("camera:\n  backend: replay\n", "camera.path", "the 'replay' camera backend needs it"),
+    ("camera:\n  backend: replay\n  path: ''\n", "camera.path", "empty"),
+    ("microphone:\n  backend: replay\n", "microphone.paths", "the 'replay' microphone backend needs it"),
+    ("microphone:\n  backend: replay\n  paths: []\n", "microphone.paths", "at least 1 item"),
+])
+def test_a_replay_needs_its_files(text, path, message):
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config(text)
+    [problem] = caught.value.problems
+    assert problem.path == path and message in problem.message
 
 
 def test_both_weights_zero_is_reported():

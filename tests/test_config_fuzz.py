@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.config import Config, InvalidConfig, parse_config
+from daemon.config import Config, InvalidConfig, backend_models, parse_config
 
 EXAMPLES = int(os.environ.get("AVID_FUZZ_EXAMPLES", "2000"))
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -24,8 +24,11 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=HEAL
 FUZZ_SIDE = settings(max_examples=max(1, EXAMPLES // 4), deadline=None, suppress_health_check=HEALTH)
 
 SECTIONS = list(Config.model_fields)
-FIELDS = sorted({name for section in SECTIONS
-                 for name in Config.model_fields[section].annotation.model_fields})
+# A backend-keyed section (camera, microphone) has one model per backend.
+SECTION_MODELS = [model for section in SECTIONS for model in
+                  (backend_models(Config.model_fields[section].annotation).values()
+                   or [Config.model_fields[section].annotation])]
+FIELDS = sorted({name for model in SECTION_MODELS for name in model.model_fields})
 # Values the schema accepts somewhere, so that the fuzzer also reaches valid documents.
 PLAUSIBLE = ["replay", "opencv", "sounddevice", "gpiozero", "mock", "lgpio", "deny", "face_only",
              "voice_only", "info", "debug", "/tmp/x.wav", "video.mpg", "", "yes", "no", "~"]

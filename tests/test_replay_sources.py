@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon.capture.audio import ReplayAudio, StreamResampler, read_wav, resample, room_tone
-from daemon.capture.base import ThreadedSource
-from daemon.capture.frames import Pacer, ReplayFrames
+from daemon.capture.audio import StreamResampler, read_wav, resample, room_tone
+from daemon.capture.base import Pacer, ThreadedSource
+from daemon.capture.replay_audio import ReplayAudio
+from daemon.capture.replay_frames import ReplayFrames
 from daemon.errors import SourceError, SourceTimeout
 
 DEMO = Path(__file__).resolve().parents[1] / "daemon" / "demo_data"

@@ -1,8 +1,9 @@
-"""Audio sources: a PortAudio microphone through sounddevice, or a replay of WAV files.
+"""Audio as every stage sees it, and the WAV reading and resampling the audio backends share.
 
 Blocks are mono ``float32`` arrays in [-1, 1] at :data:`SAMPLE_RATE_HZ`, ``block_ms`` long, which is
-also the VAD frame. sounddevice is imported only when a microphone is opened, so a machine without
-PortAudio (``libportaudio2``) still runs the replay demo and the tests.
+also the VAD frame. The backends: :mod:`daemon.capture.sounddevice_microphone` and
+:mod:`daemon.capture.replay_audio`, chosen by ``microphone.backend``
+(:func:`daemon.capture.sources.open_audio_source`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from __future__ import annotations
 import io
 import logging
 import math
-import time
 import wave
 from pathlib import Path
 
 import numpy as np
 
-from daemon.capture.base import ThreadedSource
-from daemon.capture.frames import Pacer
 from daemon.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -127,89 +125,15 @@ class StreamResampler:
         return out.astype(np.float32)
 
 
-class SoundDeviceMicrophone(ThreadedSource):
-    """A PortAudio input read in blocks with sounddevice's blocking API."""
-
-    name = "microphone"
-
-    def __init__(self, device=None, sample_rate_hz: int = SAMPLE_RATE_HZ, block_ms: int = 30,
-                 clock=time.monotonic):
-        super().__init__(clock=clock, queue_size=32)
-        self._device, self._rate = device, sample_rate_hz
-        self._block = sample_rate_hz * block_ms // 1000
-        self._resampler = StreamResampler(sample_rate_hz)
-        self._stream = None
-
-    def _open(self) -> None:
-        try:
-            import sounddevice
-        except OSError as exc:  # raised when the PortAudio library itself is missing
-            raise SourceError(f"sounddevice cannot load PortAudio (install libportaudio2): {exc}") from exc
-        self._stream = sounddevice.InputStream(device=self._device, channels=1, dtype="float32",
-                                               samplerate=self._rate, blocksize=self._block)
-        self._stream.start()
-
-    def _grab(self) -> np.ndarray:
-        block, overflowed = self._stream.read(self._block)
-        if overflowed:
-            log.debug("microphone overflow: audio was lost")
-        return self._resampler(block[:, 0].copy())
-
-    def _release(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+# The backends moved to modules of their own; these names stay importable from here.
+_MOVED = {"ReplayAudio": "daemon.capture.replay_audio",
+          "SoundDeviceMicrophone": "daemon.capture.sounddevice_microphone",
+          "open_audio_source": "daemon.capture.sources"}
 
 
-class ReplayAudio(ThreadedSource):
-    """WAV files played in blocks, in real time or as fast as possible (lossless).
-
-    ``gap_seconds`` of room tone is played before the first file, between files and after the last,
-    so that voice activity detection sees each file as one utterance. A live microphone never
-    delivers digital silence, and webrtcvad adapts to the background it hears: after true zeros it
-    takes a recording's own background noise for speech. So gaps are filled with the neighbouring
-    recording's background (its first 250 ms, mirrored and repeated).
-    """
-
-    name = "microphone-replay"
-
-    def __init__(self, paths, block_ms: int = 30, realtime: bool = True, gap_seconds: float = 0.0,
-                 clock=time.monotonic, sleep=time.sleep):
-        super().__init__(clock=clock, queue_size=64, lossless=True)
-        self.paths = [Path(p) for p in paths]
-        missing = [str(p) for p in self.paths if not p.is_file()]
-        if missing:
-            raise SourceError(f"replay WAV files not found: {', '.join(missing)}")
-        self._block = SAMPLE_RATE_HZ * block_ms // 1000
-        self._gap_samples = int(gap_seconds * SAMPLE_RATE_HZ)
-        self._pacer = Pacer(1000.0 / block_ms, clock, sleep) if realtime else None
-        self._blocks = None
-
-    def _open(self) -> None:
-        self._blocks = self._iterate()
-
-    def _iterate(self):
-        recordings = [read_wav(path) for path in self.paths]
-        pieces = []
-        for recording in recordings:
-            pieces += [room_tone(recording, self._gap_samples), recording]
-        if recordings:
-            pieces.append(room_tone(recordings[-1], self._gap_samples))
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        for start in range(0, audio.size - self._block + 1, self._block):
-            yield audio[start:start + self._block]
-
-    def _grab(self) -> np.ndarray | None:
-        block = next(self._blocks, None)
-        if block is not None and self._pacer is not None:
-            self._pacer.wait()
-        return block
-
-
-def open_audio_source(microphone, clock=time.monotonic) -> ThreadedSource:
-    """Build the audio source named by a :class:`~daemon.config.MicrophoneConfig`."""
-    if microphone.backend == "replay":
-        return ReplayAudio(microphone.paths, microphone.block_ms, microphone.realtime,
-                           microphone.gap_seconds, clock=clock)
-    return SoundDeviceMicrophone(microphone.device, microphone.sample_rate_hz, microphone.block_ms,
-                                 clock=clock)
+def __getattr__(name: str):
+    # Imported on first use: the backends import this module's helpers.
+    if name in _MOVED:
+        import importlib
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

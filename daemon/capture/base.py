@@ -1,4 +1,5 @@
-"""What the frame and audio sources have in common: a reader thread and a bounded wait.
+"""What the frame and audio sources have in common: the :class:`Source` interface, a reader thread
+and a bounded wait.
 
 Camera and audio stacks can block forever after a cable fault, so no caller ever waits on the
 hardware directly: a reader thread pulls items into a small queue and :meth:`ThreadedSource.read`
@@ -13,13 +14,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from daemon.errors import SourceError, SourceTimeout
 
 log = logging.getLogger(__name__)
 
 _END = object()
+#: The longest a read waits beyond its timeout while the source is held back by another stream.
+HELD_BACK_LIMIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,54 @@ class Item:
     t: float
 
 
+@runtime_checkable
+class Source(Protocol):
+    """The interface of every frame and audio source (the capture loop needs nothing else).
+
+    A backend is one class implementing it (in practice a :class:`ThreadedSource`) with a
+    classmethod ``from_config(section, clock=..., **timing)`` that builds it from its own config
+    model, listed in :mod:`daemon.capture.sources` under its ``backend`` name.
+    """
+
+    name: str
+
+    def start(self) -> "Source":
+        """Start capturing; idempotent."""
+
+    def read(self, timeout: float) -> Item | None:
+        """The next :class:`Item` within ``timeout`` seconds, ``None`` at the end of a finite stream;
+        raises :class:`~daemon.errors.SourceTimeout` or :class:`~daemon.errors.SourceError`."""
+
+    def close(self) -> None:
+        """Stop and release the device; idempotent."""
+
+
+class Pacer:
+    """Sleeps so that item ``i`` is released at ``start + i / rate`` on the given clock."""
+
+    def __init__(self, rate_hz: float, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self._period = 1.0 / rate_hz
+        self._clock, self._sleep = clock, sleep
+        self._start: float | None = None
+        self._count = 0
+
+    def wait(self) -> None:
+        """Sleep until the next item is due (not at all when it is late)."""
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count * self._period
+        if due > now:
+            self._sleep(due - now)
+        self._count += 1
+
+
 class ThreadedSource:
     """Base of every source: subclasses implement :meth:`_open`, :meth:`_grab` and :meth:`_release`.
 
-    ``_grab()`` returns the next payload, or ``None`` at the end of a finite stream; exceptions it
-    raises reach the caller of :meth:`read` as :class:`SourceError`.
+    ``_grab()`` returns the next payload (stamped with ``clock()``) or an :class:`Item` it stamped
+    itself, or ``None`` at the end of a finite stream; exceptions it raises reach the caller of
+    :meth:`read` as :class:`SourceError`.
     """
 
     name = "source"
@@ -59,6 +105,13 @@ class ThreadedSource:
     def _release(self) -> None:
         """Release the device or file (called in the reader thread)."""
 
+    def _delivered(self, item: Item) -> None:
+        """Called in the reader's thread for each item :meth:`read` returns."""
+
+    def _held_back(self) -> bool:
+        """True while the next item waits for another stream (replays on a media clock)."""
+        return False
+
     # --- public API -----------------------------------------------------------------------
     def start(self) -> "ThreadedSource":
         """Start the reader thread; idempotent."""
@@ -74,15 +127,23 @@ class ThreadedSource:
         :class:`SourceError` when the device failed.
         """
         self.start()
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise SourceTimeout(f"{self.name}: nothing within {timeout:g} s") from None
+        held = 0.0
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+                break
+            except queue.Empty:
+                # A replay held back on a media clock by a slower stream is not a stuck device.
+                if self._held_back() and held < HELD_BACK_LIMIT_SECONDS:
+                    held += timeout
+                    continue
+                raise SourceTimeout(f"{self.name}: nothing within {timeout:g} s") from None
         if item is _END:
             self._queue.put(_END)  # later reads see the end too
             return None
         if isinstance(item, BaseException):
             raise SourceError(f"{self.name}: {item}") from item
+        self._delivered(item)
         return item
 
     def close(self) -> None:
@@ -110,7 +171,7 @@ class ThreadedSource:
                 if payload is None:
                     self._put(_END)
                     return
-                self._put(Item(payload, self._clock()))
+                self._put(payload if isinstance(payload, Item) else Item(payload, self._clock()))
         except Exception as exc:  # delivered to the reader, who decides; the thread ends
             self._put(exc)
         finally:

@@ -233,8 +233,11 @@ class AttemptTracker:
     def on_speech(self, event) -> None:
         """A :class:`~daemon.detect.vad.SpeechEvent`."""
         with self._lock:
-            if event.kind in ("start", "end"):
-                self._finishing_until = float("-inf")  # the early-accepted utterance is over
+            if event.kind in ("start", "end") and self._finishing_until > float("-inf"):
+                # The early-accepted utterance is over: the cooldown counts from its end.
+                self._finishing_until = float("-inf")
+                if event.kind == "end":
+                    self._cooldown_until = max(self._cooldown_until, event.t + self._config.cooldown_seconds)
             attempt = self.current
             if attempt is None:
                 if event.kind != "start" or event.t < self._cooldown_until:

@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.capture.audio import open_audio_source, wav_seconds
-from daemon.capture.frames import open_frame_source
+from daemon.capture.audio import wav_seconds
+from daemon.capture.sources import open_audio_source, open_frame_source
 from daemon.config import Config
 from daemon.decide.decision import Decision, Policy, decide
 from daemon.decide.evidence import Evidence, decide_attempt, decide_early

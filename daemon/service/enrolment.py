@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.capture.audio import open_audio_source, read_wav
-from daemon.capture.frames import open_frame_source
+from daemon.capture.audio import read_wav
+from daemon.capture.sources import open_audio_source, open_frame_source
 from daemon.config import Config
 from daemon.detect.vad import VadSettings
 from daemon.errors import EnrolmentError, SourceError

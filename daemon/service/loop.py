@@ -115,11 +115,14 @@ class CaptureLoop:
         self._inbox: queue.Queue = queue.Queue()
         decision = self.config.decision
         self.tracker = AttemptTracker(
-            self.config.attempt, self._dispatch, lambda attempt: self._inbox.put(("finished", attempt)),
+            self.config.attempt, self._dispatch, self._attempt_finished,
             speculate_from_seconds=decision.early_min_speech_seconds if decision.early_accept else None)
         self._vad = VadSettings.from_config(self.config)
         self._early_accept = self.config.decision.early_accept
         self._decision_listeners: list[Callable[[DecisionEvent], None]] = []
+        # A media clock (avid demo --fast) waits for queued work instead of replaying past it.
+        self._hold = getattr(self._clock, "hold", lambda: None)
+        self._unhold = getattr(self._clock, "unhold", lambda: None)
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
         self.microphone = DeviceHealth("microphone", status)
@@ -159,9 +162,15 @@ class CaptureLoop:
                 except queue.Empty:
                     kind, attempt = None, None
                 if kind == "finished":
-                    self._decide(attempt)
+                    try:
+                        self._decide(attempt)
+                    finally:
+                        self._unhold()
                 elif kind == "early":
-                    self._try_early(attempt)
+                    try:
+                        self._try_early(attempt)
+                    finally:
+                        self._unhold()
                 elif kind == "command":
                     try:
                         attempt()
@@ -271,7 +280,12 @@ class CaptureLoop:
         elif item.t - self._frozen_since > self.config.watchdog.max_frame_age_seconds:
             raise SourceTimeout("camera returns the same frame over and over (frozen)")
 
+    def _attempt_finished(self, attempt: Attempt) -> None:
+        self._hold()
+        self._inbox.put(("finished", attempt))
+
     def _dispatch(self, job: EmbedJob) -> bool:
+        self._hold()
         try:
             if job.kind in ("face", "tail"):
                 self._jobs.put_nowait(job)
@@ -279,6 +293,7 @@ class CaptureLoop:
                 self._jobs.put(job, timeout=1.0)
             return True
         except queue.Full:
+            self._unhold()
             return False
 
     def _embed_worker(self) -> None:
@@ -294,10 +309,13 @@ class CaptureLoop:
                     embedding = self.pipeline.embed_window(job.data)
                 job.attempt.deliver(job, embedding)
                 if job.kind != "face" and self._early_accept and job.attempt.early_decision is None:
+                    self._hold()
                     self._inbox.put(("early", job.attempt))
             except Exception as exc:
                 log.error("embedding failed: %s", exc)
                 job.attempt.deliver(job, None, f"{job.kind}_embedding_failed")
+            finally:
+                self._unhold()
 
     # --- decisions -------------------------------------------------------------------------
     def _try_early(self, attempt: Attempt) -> None:
