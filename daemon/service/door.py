@@ -23,7 +23,7 @@ from daemon.errors import ConfigError
 from daemon.fuse.fusion import FusionParams
 from daemon.pipeline import Pipeline
 from daemon.score.calibration import Calibration
-from daemon.state.keys import load_device_key
+from daemon.state import store as state_store
 from daemon.state.templates import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,8 @@ def make_pipeline(config: Config) -> Pipeline:
 
 
 def open_store(config: Config, fingerprint: str, create_key: bool = False) -> TemplateStore:
-    """The template store under the state directory, unlocked with the device key.
-
-    A missing key is created when ``create_key`` is true, or when no template exists yet (a fresh
-    door); with templates and no key the store cannot be opened, which is an error.
-    """
-    fresh = not any((config.state_dir / "templates").glob("*.tpl"))
-    key = load_device_key(config.state_dir, config.state.key_file, create=create_key or fresh)
-    return TemplateStore(config.state_dir, key, fingerprint)
+    """The template store under the state directory (rules: :mod:`daemon.state.store`)."""
+    return state_store.open_store(config.state_dir, config.state.key_file, fingerprint, create_key)
 
 
 def open_lockout(config: Config, clock=time.monotonic) -> Lockout:
