@@ -53,7 +53,8 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_KEY_RECORD_BYTES = 4096
 # What a hostile or damaged JSON file can raise besides ValueError: a number too large for an int
 # or float ("1e999" into int()), nesting deeper than the interpreter's stack.
-PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError, MemoryError)
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError,
+                MemoryError)
 
 
 @dataclass
@@ -88,6 +89,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError(f"expected base64 text, got {type(text).__name__}")
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
