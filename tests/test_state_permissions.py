@@ -268,3 +268,14 @@ def test_a_lockout_counter_others_can_write_is_refused(tmp_path):
         Lockout(path, LockoutPolicy())
     path.chmod(0o644)
     assert Lockout(path, LockoutPolicy()).locked_out
+
+
+def test_dot_dot_through_a_link_is_resolved_like_the_kernel_does(door, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    (other / "up").symlink_to(door / "templates")
+    # other/up/.. is the state directory (the link's target's parent), not other/.
+    assert check_directory(other / "up" / "..") == door
+    door.chmod(0o777)
+    with pytest.raises(UnsafePermissions, match="0777"):
+        check_directory(other / "up" / "..")

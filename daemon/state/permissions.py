@@ -154,20 +154,25 @@ def resolve_checked(path: str | os.PathLike, problems: list[str]) -> tuple[Path,
     :param path: the path to resolve (relative paths are taken from the working directory).
     :param problems: the list that collects problem descriptions.
     """
-    pending = list(Path(os.path.abspath(path)).parts[1:])
+    # Not os.path.abspath: it drops "x/.." lexically, while the kernel follows x if it is a link.
+    absolute = os.fspath(path)
+    if not os.path.isabs(absolute):
+        absolute = os.path.join(os.getcwd(), absolute)
+    pending = list(Path(absolute).parts[1:])
     current = Path("/")
     root = _lstat(current)
     problems.extend(_dir_problems(current, root, allow_sticky=False))
     links = 0
     final: os.stat_result | None = root
-    parent_sticky = False
     while pending:
         name = pending.pop(0)
         if name in ("", "."):
             continue
         if name == "..":
-            current = current.parent
+            current = current.parent  # already checked: every directory above current was
+            final = _lstat(current)
             continue
+        parent_sticky = bool(final is not None and final.st_mode & stat.S_ISVTX)
         candidate = current / name
         try:
             st = os.lstat(candidate)
@@ -190,13 +195,12 @@ def resolve_checked(path: str | os.PathLike, problems: list[str]) -> tuple[Path,
             except OSError as exc:
                 raise StoreError(f"cannot check {candidate}: {exc.strerror}") from exc
             if target.is_absolute():
-                current = Path("/")
+                current, final = Path("/"), root
             pending = list(target.parts[1:] if target.is_absolute() else target.parts) + pending
             continue
         current, final = candidate, st
         if stat.S_ISDIR(st.st_mode) and pending:
             problems.extend(_dir_problems(candidate, st, allow_sticky=True))
-            parent_sticky = bool(st.st_mode & stat.S_ISVTX)
         elif pending:
             raise StoreError(f"{candidate} is not a directory (on the way to {path})")
     return current, final
