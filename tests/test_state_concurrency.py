@@ -11,6 +11,7 @@ create the device key.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,9 +48,10 @@ for r in range(rounds):
                 store = open_store(state, None, sys.argv[5], create_key=True)
                 saved = store.save(Person(name, np.full((1, 128), i, np.float32),
                                           np.full((1, 256), r, np.float32)))
-                print(f"enrolled {name} {saved.id}", flush=True)
+                line = f"enrolled {name} {saved.id}"
             except Exception as exc:
-                print(f"failed {name} {type(exc).__name__}: {exc}".replace("\n", " "), flush=True)
+                line = " ".join(f"failed {name} {type(exc).__name__}: {exc}".split())
+            os.write(1, (line + "\n").encode())  # one write: lines from workers never interleave
             os._exit(0)
         children.append(pid)
     os.close(read_end)
@@ -66,10 +68,10 @@ def test_parallel_enrolments_all_land(tmp_path):
                              str(SAME_NAME), MODELS], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    lines = [line.split(" ", 2) for line in result.stdout.splitlines()]
-    assert len(lines) == WORKERS * ROUNDS, result.stdout
-    enrolled = {name: rest for verdict, name, rest in lines if verdict == "enrolled"}
-    failures = [(name, rest) for verdict, name, rest in lines if verdict == "failed"]
+    lines = [re.fullmatch(r"(enrolled|failed) (\S+) (.+)", line) for line in result.stdout.splitlines()]
+    assert len(lines) == WORKERS * ROUNDS and all(lines), result.stdout + result.stderr
+    enrolled = {m[2]: m[3] for m in lines if m[1] == "enrolled"}
+    failures = [(m[2], m[3]) for m in lines if m[1] == "failed"]
     # The only acceptable failure: losing the race for a name someone else just enrolled.
     assert all(name.startswith("shared") and "already enrolled" in rest for name, rest in failures), failures
     for r in range(ROUNDS):
