@@ -139,6 +139,7 @@ def test_restart_without_a_file_is_not_locked_out(path, clock):
     b'{"consecutive_failures": Infinity, "level": 0, "remaining_seconds": 0}',
     b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": "0"}',
     b'{"consecutive_failures": 99999999999999999999, "level": 0, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": ' + b"9" * 400 + b"}",
     b'{"consecutive_failures": 0.5, "level": 0, "remaining_seconds": 0}',
     b'{"consecutive_failures": false, "level": false, "remaining_seconds": 0}',
     b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": 0, "unlocked": true}',

@@ -225,10 +225,15 @@ def _well_formed(content: bytes) -> tuple[int, int, float] | None:
     remaining = data["remaining_seconds"]
     if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= 10 ** 9 for c in counts):
         return None
-    if isinstance(remaining, bool) or not isinstance(remaining, (int, float)) \
-            or not math.isfinite(remaining) or remaining < 0:
+    if isinstance(remaining, bool) or not isinstance(remaining, (int, float)):
         return None
-    return counts[0], counts[1], float(remaining)
+    try:
+        seconds = float(remaining)
+    except OverflowError:  # an integer beyond any float: not a number of seconds
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return counts[0], counts[1], seconds
 
 
 counter_documents = st.fixed_dictionaries(

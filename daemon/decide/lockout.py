@@ -59,10 +59,15 @@ def parse_counter(raw: bytes) -> tuple[int, int, float]:
     for name, value in (("consecutive_failures", failures), ("level", level)):
         if type(value) is not int or not 0 <= value <= MAX_COUNT:
             raise ValueError(f"{name} is not an integer from 0 to {MAX_COUNT}")
-    if type(remaining) not in (int, float) or not 0 <= remaining < math.inf:
+    try:
+        # An integer of 400 digits is valid JSON but no float (OverflowError).
+        seconds = float(remaining) if type(remaining) in (int, float) else math.nan
+    except OverflowError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
         # NaN and infinity would mean "not locked"; 1e999 parses as infinity.
         raise ValueError("remaining_seconds is not a finite number >= 0")
-    return failures, level, float(remaining)
+    return failures, level, seconds
 
 
 @dataclass(frozen=True)
