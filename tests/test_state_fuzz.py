@@ -35,7 +35,7 @@ from daemon.errors import StoreError
 from daemon.state.store import open_store
 from daemon.state.templates import Person
 
-EXAMPLES = int(os.environ.get("AVID_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("AVID_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 MODELS = "fuzz-models"
