@@ -35,3 +35,16 @@ class StoreError(AvidError, OSError):
 
 class EnrolmentError(AvidError, ValueError):
     """An enrolment sample is unusable (no face, no speech, too short...)."""
+
+
+class UnsafePermissions(StoreError, PermissionError):
+    """A state, key, template or config path can be changed (or read) by someone other than the
+    service user and root; the message names every such path with its owner and mode."""
+
+
+class StateBusy(StoreError, TimeoutError):
+    """Another avid process held the state directory's lock for longer than the time limit."""
+
+
+class NotInitialised(StoreError, FileNotFoundError):
+    """The state directory or the device key is missing, so this is not (yet) a door."""

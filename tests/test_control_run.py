@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from daemon.state.keys import create_device_key
+
 from control_harness import ROOT, SocketFolder, avid, build_replay, enrolment_files, status_as
 from daemon.control.client import ControlClient
 
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plays other users wit
 
 
 def _config(folder, socket_path, video, wav):
+    create_device_key(folder / "state" / "device.key")  # an initialised door with nobody enrolled
     config = folder / "config.yaml"
     config.write_text(f"""
 state:

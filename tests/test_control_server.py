@@ -36,6 +36,7 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="plays other users with s
 @pytest.fixture
 def admin(tmp_path, pipeline, mock_factory):
     config = door_config(tmp_path / "state")
+    door.open_store(config, pipeline.models_fingerprint, create_key=True)  # an initialised door
     lock = open_lock(config.lock, pin_factory=mock_factory)
     yield LoopDoorAdmin(door.build_door(config, pipeline=pipeline), lock, make_pipeline=lambda: pipeline)
     lock.close()
@@ -71,7 +72,7 @@ def test_enrol_list_delete_count_for_the_next_attempt_at_once(admin, folder, tmp
         client = connect_if_running(server.path)
         result = client.enrol_files("alice", [p.read_bytes() for p in faces], [p.read_bytes() for p in voices])
         assert result == {"name": "alice", "face_samples": 2, "voice_samples": 2}
-        assert [p.name for p in admin.people()] == ["alice"]  # what the loop compares with next
+        assert [p.name for p in admin.door.people()] == ["alice"]  # what the loop compares with next
         assert client.list_people() == [result]
         status = client.status()
         assert (status["enrolled"], status["lock"], status["suspended"]) == (1, "locked", False)
@@ -98,15 +99,15 @@ def test_unusable_samples_are_refused_naming_each(admin, folder, tmp_path):
                                                    [b"RIFF\x00\x00garbage", silence.read_bytes()])
     message = str(refused.value)
     assert refused.value.code == "refused"
-    for words in ("face file 1: not an image", "face file 2: no_face", "voice file 1: not a PCM WAV",
+    for words in ("face file 1: not an image", "face file 2: no_face", "voice file 1: not a readable WAV file",
                   "voice file 2: no_speech"):
         assert words in message
-    assert admin.people() == [] and list((tmp_path / "state" / "templates").glob("*.tpl")) == []
+    assert admin.door.people() == [] and list((tmp_path / "state" / "templates").glob("*.tpl")) == []
 
 
 def test_lockout_shown_and_cleared(admin, folder):
     for _ in range(admin.config.lockout.max_consecutive_failures):
-        admin._lockout.record_failure()
+        admin.door.lockout.record_failure()
     with serve(admin, folder) as server:
         client = ControlClient(server.path)
         assert client.lockout()["locked_out"] is True
@@ -142,7 +143,7 @@ def test_live_enrolment_streams_prompts_and_suspends_the_door(admin, folder):
     seen = []
 
     def on_progress(event):
-        seen.append((event, admin.status()["suspended"], admin.people()))
+        seen.append((event, admin.status()["suspended"], admin.door.people()))
         if len(seen) == 1:
             _replay_into(admin, "s1_bbaf2n", stop)
 
@@ -156,7 +157,7 @@ def test_live_enrolment_streams_prompts_and_suspends_the_door(admin, folder):
     assert seen[0][0] == {"prompt": "Look at the camera and say a sentence (about 3 seconds)", "step": 1, "of": 1}
     assert seen[-1][0]["outcome"] == "taken"
     assert all(suspended and people == [] for _, suspended, people in seen)
-    assert admin.status()["suspended"] is False and [p.name for p in admin.people()] == ["carol"]
+    assert admin.status()["suspended"] is False and [p.name for p in admin.door.people()] == ["carol"]
 
 
 def test_client_leaving_cancels_live_enrolment_and_writes_nothing(admin, folder, tmp_path):
@@ -174,7 +175,7 @@ def test_client_leaving_cancels_live_enrolment_and_writes_nothing(admin, folder,
         while admin.status()["suspended"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert admin.status()["suspended"] is False
-    assert admin.people() == [] and list((tmp_path / "state" / "templates").glob("*")) == []
+    assert admin.door.people() == [] and list((tmp_path / "state" / "templates").glob("*")) == []
 
 
 # --- who may administer --------------------------------------------------------------------------
@@ -306,6 +307,7 @@ def fuzz_server(tmp_path_factory, pipeline):
     config = door_config(state)
     factory = MockFactory()
     lock = open_lock(config.lock, pin_factory=factory)
+    door.open_store(config, pipeline.models_fingerprint, create_key=True)  # an initialised door
     admin = LoopDoorAdmin(door.build_door(config, pipeline=pipeline), lock, make_pipeline=lambda: pipeline)
     with SocketFolder() as path, ControlServer(admin, path / "control.sock").start() as server:
         yield server
@@ -356,7 +358,7 @@ def test_cli_commands_go_through_the_running_daemon(admin, folder, tmp_path, cap
         big = tmp_path / "big.wav"
         big.write_bytes(b"\0" * (protocol.MAX_FILE_BYTES + 1))
         assert main(["enroll", "bob", "--face", str(faces[0]), "--voice", str(big), "--config", str(config)]) == 1
-    assert admin.people() == [] and not (tmp_path / "elsewhere").exists()
+    assert admin.door.people() == [] and not (tmp_path / "elsewhere").exists()
 
 
 SERVER_IN_NAMESPACE = """

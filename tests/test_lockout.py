@@ -131,6 +131,22 @@ def test_restart_without_a_file_is_not_locked_out(path, clock):
     b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": Infinity}',
     b'{"consecutive_failures": "many", "level": 0, "remaining_seconds": 0}',
     b'{"consecutive_failures": null, "level": 0, "remaining_seconds": 0}',
+    # Numbers Python parses but cannot convert (OverflowError) or that mean "forever" / "never".
+    b'{"consecutive_failures": 1e999, "level": 0, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 1e999, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": 1e999}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": -Infinity}',
+    b'{"consecutive_failures": Infinity, "level": 0, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": "0"}',
+    b'{"consecutive_failures": 99999999999999999999, "level": 0, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": ' + b"9" * 400 + b"}",
+    b'{"consecutive_failures": 0.5, "level": 0, "remaining_seconds": 0}',
+    b'{"consecutive_failures": false, "level": false, "remaining_seconds": 0}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": 0, "unlocked": true}',
+    b'{"consecutive_failures": 0, "level": 0, "remaining_seconds": 0}' + b" " * 5000,
+    # Nesting deeper than the interpreter's stack (RecursionError).
+    b'{"consecutive_failures": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b"[" * 1_000_000,
 ])
 def test_a_corrupt_file_fails_closed(path, clock, content, caplog):
     path.write_bytes(content)
@@ -181,3 +197,24 @@ def test_lockout_command_shows_and_clears_after_a_restart(installer, capsys):
     assert cli.main(["lockout", "--config", str(config)]) == 0
     assert capsys.readouterr().out.strip() == "consecutive failures: 0; not locked out"
     assert not Lockout(state / "lockout.json", LockoutPolicy(3, 600, 900), FakeClock()).locked_out
+
+
+def test_a_remaining_delay_beyond_the_maximum_is_capped(path, clock):
+    path.write_text('{"consecutive_failures": 9, "level": 3, "remaining_seconds": 1e300}')
+    lockout = Lockout(path, POLICY, clock)
+    assert lockout.remaining() == POLICY.max_delay_seconds
+
+
+def test_temp_files_of_dead_writers_are_removed_and_live_ones_kept(path, clock):
+    import os
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = path.parent / f".{path.name}.tmp{dead.pid}.0123abcd"
+    ours = path.parent / f".{path.name}.tmp{os.getpid()}.0123abcd"
+    other = path.parent / f".calibration.json.tmp{dead.pid}.0123abcd"
+    for tmp in (stale, ours, other):
+        tmp.write_bytes(b"{")
+    Lockout(path, POLICY, clock)
+    assert not stale.exists() and ours.exists() and other.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from door_harness import DEMO
+from daemon.state.keys import create_device_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +29,9 @@ def notify_socket(tmp_path):
 
 
 def _config(tmp_path, clip="s1_bbaf4p", models_dir=None, extra=""):
+    # An initialised door (as tools/install.sh or a first enrolment leaves it): `avid run` never
+    # creates a device key itself.
+    create_device_key(tmp_path / "state" / "device.key")
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 models:

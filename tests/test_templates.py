@@ -35,6 +35,12 @@ def store(state) -> TemplateStore:
     return TemplateStore(state, load_device_key(state, create=True), MODELS)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file the way avid does (0600): a crash leftover, a key given by the installer."""
+    path.write_bytes(data)
+    path.chmod(0o600)
+
+
 def _all_bytes(directory: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in sorted(directory.rglob("*")) if p.is_file()]
 
@@ -174,12 +180,12 @@ def test_orphan_keys_and_stale_temporaries_are_cleaned(store, state):
     store.save(_person("alice", 1))
     folder = state / "templates"
     orphan = folder / "deadbeefdeadbeef.key"
-    orphan.write_text('{"nonce": "", "key": ""}')
+    _write_private(orphan, b'{"nonce": "", "key": ""}')
     stale = folder / ".0123456789abcdef.tpl.tmp4242"
-    stale.write_bytes(b"half a record")
+    _write_private(stale, b"half a record")
     store.save(_person("bob", 2))
     assert not orphan.exists() and not stale.exists()
-    orphan.write_text("{}")
+    _write_private(orphan, b"{}")
     store.delete("bob")
     assert not orphan.exists()
     assert sorted(store.load()) == ["alice"]
@@ -210,7 +216,7 @@ def test_newest_generation_wins_when_a_crash_left_two_records(store, state):
     kept = {p.name: p.read_bytes() for p in folder.iterdir()}
     new = store.save(_person("alice", 2), replace=True)
     for name, data in kept.items():
-        (folder / name).write_bytes(data)
+        _write_private(folder / name, data)
     assert old.generation < new.generation
     people = store.load()
     assert people["alice"].id == new.id and np.array_equal(people["alice"].face, _person("alice", 2).face)
@@ -224,10 +230,10 @@ def test_device_key_rules(state, tmp_path):
     key = load_device_key(state, create=True)
     assert len(key) == 32 and load_device_key(state) == key
     hex_file = tmp_path / "hex.key"
-    hex_file.write_text(key.hex() + "\n")
+    _write_private(hex_file, (key.hex() + "\n").encode())
     assert load_device_key(state, key_file=hex_file) == key
     bad = tmp_path / "bad.key"
-    bad.write_bytes(b"short")
+    _write_private(bad, b"short")
     with pytest.raises(StoreError, match="32 raw bytes"):
         load_device_key(state, key_file=bad)
     with pytest.raises(StoreError, match="not found"):

@@ -701,8 +701,9 @@ def unit_environment() -> dict[str, str]:
     return env
 
 
-def avid_run_rss(inputs: Inputs, work: Path) -> dict:
-    """Run ``avid run`` on a replay config in a child process; return its peak RSS."""
+def avid_run_rss(inputs: Inputs, work: Path, mqtt_url: str | None = None) -> dict:
+    """Run ``avid run`` on a replay config in a child process; return its peak RSS (with MQTT
+    reporting to ``mqtt_url`` when given)."""
     import yaml
 
     clip = inputs.grid_dir / DECISION_CLIP
@@ -715,6 +716,8 @@ def avid_run_rss(inputs: Inputs, work: Path) -> dict:
         "lock": {"pin_factory": "mock", "unlock_seconds": 0.5},
         "lockout": {"max_consecutive_failures": 100},
     }
+    if mqtt_url:
+        config["mqtt"] = {"url": mqtt_url, "door_id": "bench"}
     path = work / "avid_run.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k not in ("AVID_STATE_DIR", "CREDENTIALS_DIRECTORY",
@@ -937,6 +940,17 @@ def run(args) -> dict:
         print("bench: peak RSS of avid run", flush=True)
         result["avid_run"] = avid_run_rss(inputs, work)
         result["peak_rss_mb"] = result["avid_run"]["peak_rss_mb"]
+        if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+            print("bench: peak RSS of avid run with MQTT (a local Mosquitto)", flush=True)
+            from mqtt_bench import start_broker
+
+            broker, sock = start_broker(work)
+            try:
+                result["avid_run_mqtt"] = avid_run_rss(inputs, work, f"unix://{sock}")
+            finally:
+                broker.terminate()
+                broker.wait(timeout=10)
+            result["peak_rss_mb_mqtt"] = result["avid_run_mqtt"]["peak_rss_mb"]
         section("avid_run")
         if not args.no_baseline:
             print("bench: baseline (face_recognition + Resemblyzer)", flush=True)

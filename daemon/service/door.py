@@ -28,7 +28,7 @@ from daemon.fuse.fusion import FusionParams
 from daemon.inference.tflite import DEFAULT_MODELS_DIR
 from daemon.liveness.check import LivenessCheck, make_liveness_check
 from daemon.pipeline import Pipeline
-from daemon.state.keys import load_device_key
+from daemon.state import store as state_store
 from daemon.state.templates import Person, TemplateStore
 
 log = logging.getLogger(__name__)
@@ -60,14 +60,8 @@ def make_pipeline(config: Config) -> Pipeline:
 
 
 def open_store(config: Config, fingerprint: str, create_key: bool = False) -> TemplateStore:
-    """The template store under the state directory, unlocked with the device key.
-
-    A missing key is created when ``create_key`` is true, or when no template exists yet (a fresh
-    door); with templates and no key the store cannot be opened, which is an error.
-    """
-    fresh = not any((config.state_dir / "templates").glob("*.tpl"))
-    key = load_device_key(config.state_dir, config.state.key_file, create=create_key or fresh)
-    return TemplateStore(config.state_dir, key, fingerprint)
+    """The template store under the state directory (rules: :mod:`daemon.state.store`)."""
+    return state_store.open_store(config.state_dir, config.state.key_file, fingerprint, create_key)
 
 
 def open_lockout(config: Config, clock=time.monotonic) -> Lockout:

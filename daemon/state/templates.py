@@ -12,13 +12,21 @@ removes both files: without the data key the ciphertext is unreadable even if a 
 (crypto-shredding). Files are 0600 and written atomically; a replaced person gets a new id, and the
 old record is removed only after the new one is durable, so a crash at any point leaves either the
 old or the new person, never neither.
+
+Writers (save, delete) hold the state directory's lock alone (:class:`~daemon.state.statelock.StateLock`),
+readers share it, so parallel enrolments queue instead of removing each other's files. Before
+anything is read, the directory, the key and the records are checked as OpenSSH's ``StrictModes``
+would (:mod:`daemon.state.permissions`). Every failure is a :class:`~daemon.errors.StoreError`
+naming the path, never a bare ``OSError``.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -29,13 +37,24 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from daemon.errors import StoreError
-from daemon.state.atomic import remove_durably, remove_stale_temporaries, write_atomic
+from daemon.state.atomic import make_private_dirs, remove_durably, remove_stale_temporaries, write_atomic
+from daemon.state.permissions import check_state_dir
+from daemon.state.statelock import StateLock
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FACE_DIM, VOICE_DIM = 128, 256
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Used with fullmatch: "$" alone would also match before a final newline ("alice\n").
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A record holds a few dozen embeddings (a few hundred kB in base64); anything much larger is not
+# one of ours and is not read into memory.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+MAX_KEY_RECORD_BYTES = 4096
+# What a hostile or damaged JSON file can raise besides ValueError: a number too large for an int
+# or float ("1e999" into int()), nesting deeper than the interpreter's stack.
+PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError,
+                MemoryError)
 
 
 @dataclass
@@ -70,21 +89,51 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError(f"expected base64 text, got {type(text).__name__}")
     return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def shorten(text, limit: int = 40) -> str:
+    """``repr(text)`` cut to about ``limit`` characters, for messages about untrusted input."""
+    shown = repr(text)
+    if len(shown) <= limit:
+        return shown
+    length = f", {len(text)} characters" if isinstance(text, (str, bytes)) else ""
+    return f"{shown[:limit]}... (truncated{length})"
 
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid person name, else raise :class:`StoreError`."""
-    if not NAME_PATTERN.match(name):
-        raise StoreError(f"invalid name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise StoreError(f"invalid name {shorten(name)}: use 1-64 letters, digits, '.', '_' or '-'")
     return name
+
+
+def _hint(exc: OSError) -> str:
+    hints = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
+             errno.EROFS: "the file system is read-only",
+             errno.EACCES: "permission denied: run avid as the service user",
+             errno.EPERM: "operation not permitted: run avid as the service user",
+             errno.ENOTDIR: "a path component is not a directory",
+             errno.EISDIR: "a directory is in the way", errno.EIO: "input/output error (failing SD card?)"}
+    return hints.get(exc.errno, exc.strerror or str(exc))
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
 
 
 class TemplateStore:
     """The encrypted templates of everyone enrolled at this door."""
 
     def __init__(self, state_dir: Path, device_key: bytes, models_fingerprint: str):
-        self.directory = Path(state_dir) / "templates"
+        self.state_dir = Path(state_dir)
+        self.directory = self.state_dir / "templates"
         self._device_key = AESGCM(device_key)
         self._models = models_fingerprint
         self.refused: list[RefusedRecord] = []
@@ -100,10 +149,18 @@ class TemplateStore:
         """Decrypt and return every usable person by name.
 
         Records made by other models, or that fail to decrypt, are listed in :attr:`refused` and
-        logged; a corrupt record raises nothing here so that the others still work.
+        logged; a corrupt record raises nothing here so that the others still work. A store that
+        cannot be read at all (unsafe permissions, ``templates/`` unreadable) raises
+        :class:`StoreError`: it must never look like "nobody is enrolled".
         """
         people: dict[str, Person] = {}
-        for person in self._read_all():
+        check_state_dir(self.state_dir)
+        if not self.state_dir.is_dir():
+            everyone = self._read_all()
+        else:
+            with StateLock(self.state_dir, exclusive=False):
+                everyone = self._read_all()
+        for person in everyone:
             other = people.get(person.name)
             if other is None or person.generation > other.generation:
                 people[person.name] = person
@@ -112,10 +169,16 @@ class TemplateStore:
     def _read_all(self) -> list[Person]:
         self.refused = []
         people = []
-        if not self.directory.is_dir():
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
             return people
-        for record_path in sorted(self.directory.glob("*.tpl")):
-            record_id = record_path.stem
+        except OSError as exc:
+            raise StoreError(f"cannot list the templates in {self.directory}: {_hint(exc)}") from exc
+        for name in sorted(names):
+            if not name.endswith(".tpl") or name.startswith("."):
+                continue
+            record_id = name[:-len(".tpl")]
             try:
                 people.append(self._read(record_id))
             except StoreError as exc:
@@ -126,44 +189,66 @@ class TemplateStore:
     def _read(self, record_id: str) -> Person:
         record_path, key_path = self._paths(record_id)
         try:
-            header = json.loads(record_path.read_text())
-            schema, models = int(header["schema"]), str(header["models"])
+            header = json.loads(_read_bounded(record_path, MAX_RECORD_BYTES))
+            schema, models = header["schema"], header["models"]
+            if type(schema) is not int or not isinstance(models, str):
+                raise ValueError("schema or models of the wrong type")
             nonce, ciphertext = _unb64(header["nonce"]), _unb64(header["ciphertext"])
             if header["id"] != record_id:
                 raise ValueError("id does not match the file name")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"record {record_path.name} is corrupt or truncated ({exc})") from exc
+        except OSError as exc:
+            raise StoreError(f"record {record_path.name} cannot be read ({_hint(exc)})") from exc
+        except PARSE_ERRORS as exc:
+            raise StoreError(f"record {record_path.name} is corrupt or truncated "
+                             f"({shorten(str(exc), 80)})") from exc
         if schema != SCHEMA_VERSION:
-            raise StoreError(f"record {record_path.name} has schema {schema}, this avid reads "
+            raise StoreError(f"record {record_path.name} has schema {shorten(schema)}, this avid reads "
                              f"{SCHEMA_VERSION}: re-enrol the person")
         if models != self._models:
-            raise StoreError(f"record {record_path.name} was made by other models ({models}, now "
+            raise StoreError(f"record {record_path.name} was made by other models ({shorten(models, 80)}, now "
                              f"{self._models}): re-enrol the person with 'avid enroll NAME --replace'")
         aad = self._aad(record_id, models, schema)
         try:
-            wrapped = json.loads(key_path.read_text())
+            wrapped = json.loads(_read_bounded(key_path, MAX_KEY_RECORD_BYTES))
             data_key = self._device_key.decrypt(_unb64(wrapped["nonce"]), _unb64(wrapped["key"]), aad)
         except FileNotFoundError:
             raise StoreError(f"record {record_path.name} has no key file (deleted person)") from None
-        except (OSError, ValueError, KeyError, TypeError, InvalidTag) as exc:
+        except (OSError, InvalidTag, *PARSE_ERRORS) as exc:
             raise StoreError(f"key of {record_path.name} cannot be unwrapped (corrupt file or "
                              "another device key)") from exc
         try:
             payload = json.loads(AESGCM(data_key).decrypt(nonce, ciphertext, aad))
             face = np.frombuffer(_unb64(payload["face"]), np.float32).reshape(-1, FACE_DIM)
             voice = np.frombuffer(_unb64(payload["voice"]), np.float32).reshape(-1, VOICE_DIM)
+            generation = payload["generation"]
+            if type(generation) is not int or generation < 0:
+                raise ValueError("generation is not a non-negative integer")
             return Person(validate_name(payload["name"]), face.copy(), voice.copy(),
-                          int(payload["generation"]), record_id)
+                          generation, record_id)
         except InvalidTag as exc:
             raise StoreError(f"record {record_path.name} fails authentication (corrupt or tampered)") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"record {record_path.name} has an invalid payload ({exc})") from exc
+        except PARSE_ERRORS as exc:
+            raise StoreError(f"record {record_path.name} has an invalid payload "
+                             f"({shorten(str(exc), 80)})") from exc
 
     # --- writing ----------------------------------------------------------------------------
+    def _writing(self) -> StateLock:
+        """The exclusive lock of the state directory, which is created (0700) if needed."""
+        try:
+            make_private_dirs(self.state_dir)
+        except OSError as exc:
+            raise StoreError(f"cannot create the state directory {self.state_dir}: {_hint(exc)}") from exc
+        check_state_dir(self.state_dir)
+        return StateLock(self.state_dir, exclusive=True)
+
     def save(self, person: Person, replace: bool = False) -> Person:
         """Store ``person`` durably under a new id; with ``replace`` an existing namesake goes.
 
-        Raises :class:`StoreError` if the name exists and ``replace`` is false.
+        Concurrent saves and deletes (other processes) are serialised by the state lock, so each
+        one that returns has its record on disk.
+
+        Raises :class:`StoreError` if the name exists and ``replace`` is false, and for any file
+        system failure (full disk, read-only file system...), with nothing half-written left behind.
         """
         validate_name(person.name)
         for modality, width in (("face", FACE_DIM), ("voice", VOICE_DIM)):
@@ -172,6 +257,15 @@ class TemplateStore:
             if samples.ndim != 2 or samples.shape[1] != width or not np.all(np.isfinite(samples)):
                 raise StoreError(f"{person.name}: {modality} embeddings must be finite and of shape "
                                  f"(n, {width}), got {samples.shape}")
+        with self._writing():
+            try:
+                return self._save_locked(person, replace)
+            except OSError as exc:
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"cannot save {person.name} in {self.directory}: {_hint(exc)}") from exc
+
+    def _save_locked(self, person: Person, replace: bool) -> Person:
         everyone = self._read_all()
         namesakes = [p for p in everyone if p.name == person.name]
         if namesakes and not replace:
@@ -193,8 +287,13 @@ class TemplateStore:
                   "nonce": _b64(nonce), "ciphertext": _b64(AESGCM(data_key).encrypt(nonce, payload, aad))}
         # The key first: a record without its key would be unreadable, a key without a record is
         # only an orphan that the next save or delete removes.
-        write_atomic(key_path, json.dumps(wrapped).encode())
-        write_atomic(record_path, json.dumps(header).encode())
+        try:
+            write_atomic(key_path, json.dumps(wrapped).encode())
+            write_atomic(record_path, json.dumps(header).encode())
+        except BaseException:
+            # Nothing half-made may stay: the new record is either complete or absent.
+            remove_durably(record_path, key_path)
+            raise
         for old in namesakes:
             remove_durably(*self._paths(old.id))
         self._remove_orphan_keys()
@@ -202,6 +301,15 @@ class TemplateStore:
 
     def delete(self, name: str) -> bool:
         """Remove a person's record and data key (crypto-shredding); False if not enrolled."""
+        with self._writing():
+            try:
+                return self._delete_locked(name)
+            except OSError as exc:
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"cannot delete {shorten(name)} from {self.directory}: {_hint(exc)}") from exc
+
+    def _delete_locked(self, name: str) -> bool:
         targets = [p.id for p in self._read_all() if p.name == name]
         if not targets:
             return False
@@ -216,10 +324,14 @@ class TemplateStore:
 
     def _remove_orphan_keys(self) -> None:
         # A key without its record is a save cut short; a record without its key is a delete cut
-        # short (the key goes first): neither can ever be read, so both go.
-        for key_path in self.directory.glob("*.key"):
-            if not key_path.with_suffix(".tpl").exists():
-                remove_durably(key_path)
-        for record_path in self.directory.glob("*.tpl"):
-            if not record_path.with_suffix(".key").exists():
-                remove_durably(record_path)
+        # short (the key goes first): neither can ever be read, so both go. Only called with the
+        # state lock held, so no other writer is between its two writes.
+        names = set(os.listdir(self.directory))
+        for name in names:
+            stem, dot, suffix = name.rpartition(".")
+            if name.startswith(".") or not dot:
+                continue
+            if suffix == "key" and f"{stem}.tpl" not in names:
+                remove_durably(self.directory / name)
+            elif suffix == "tpl" and f"{stem}.key" not in names:
+                remove_durably(self.directory / name)
