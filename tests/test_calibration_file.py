@@ -13,6 +13,7 @@ from daemon.config import EX_CONFIG
 from daemon.errors import ConfigError
 from daemon.fuse.calibration import read_calibration_file
 from daemon.inference.tflite import DEFAULT_MODELS_DIR
+from daemon.state.keys import create_device_key
 
 SHIPPED = DEFAULT_MODELS_DIR / "calibration_default.json"
 
@@ -80,6 +81,7 @@ def test_a_huge_file_is_refused_without_parsing_it(tmp_path):
 def test_verify_stops_with_exit_78_on_an_invalid_installer_calibration(tmp_path, capsys, monkeypatch):
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
+    create_device_key(state / "device.key")  # an initialised door
     data = good()
     data["threshold"] = -1e308
     write(state, data)
