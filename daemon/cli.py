@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import EX_CONFIG, STATE_DIR_ENV, InvalidConfig, load_config, summary
+from daemon.config import (EX_CONFIG, STATE_DIR_ENV, InvalidConfig, check_environment, load_config,
+                           summary)
 from daemon.errors import AvidError
 from daemon.logs import setup_logging
 
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     path = _config_path(args)
     try:
         config = load_config(path)
+        if args.command in ("check-config", "run"):
+            # What run would fail on later, reported now with every other problem (exit 78).
+            check_environment(config, str(path or "<built-in defaults>"))
     except InvalidConfig as exc:
         print(exc.report(), file=sys.stderr)
         return EX_CONFIG
