@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fmr", type=float, default=1e-4, help="false match rate to operate at")
     p.add_argument("--seed", type=int, default=1)
 
+    p = sub.add_parser("relock", help="de-energise the relay pin and exit (systemd ExecStopPost)")
+    _add_common(p)
+
     p = sub.add_parser("lockout", help="show or clear the failed-attempt lockout")
     _add_common(p)
     p.add_argument("--clear", action="store_true", help="clear the lockout")
@@ -97,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     path = _config_path(args)
     try:
         config = load_config(path)
-        if args.command in ("check-config", "run"):
-            # What run would fail on later, reported now with every other problem (exit 78).
+        if args.command == "check-config":
+            # What run would fail on later (files, folders), reported with every other problem.
             check_environment(config, str(path or "<built-in defaults>"))
     except InvalidConfig as exc:
         print(exc.report(), file=sys.stderr)
+        if args.command == "relock":
+            from daemon.service.relock import relock_with_broken_config
+            return relock_with_broken_config(path)
         return EX_CONFIG
     setup_logging(config.logging.level, verbosity)
     if args.command == "check-config":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from daemon.errors import EnrolmentError, SourceError
 from daemon.fuse.fusion import score_candidates
 from daemon.decide.decision import decide
 from daemon.service import door
+from daemon.service.relock import relock_command
 from daemon.state.templates import Person
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,7 @@ def build_loop(config: Config, lock, clock=time.monotonic, on_decision=None, hea
 def run(config: Config, args) -> int:
     from daemon.actuate.lock import open_lock
     from daemon.service.sdnotify import Notifier
+    from daemon.service.signals import install_stop_handlers
     from daemon.service.watchdog import HealthGate
 
     from daemon.actuate.door_io import open_door_monitor
@@ -242,6 +243,15 @@ def run(config: Config, args) -> int:
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
+    loop = None
+
+    def stop():
+        notifier.stopping()
+        if loop is not None:
+            loop.stop()
+
+    # Installed before the slow start-up, so that no signal can end the process the default way.
+    handlers = install_stop_handlers(lock, stop)
     monitor = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
@@ -249,14 +259,8 @@ def run(config: Config, args) -> int:
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
         loop = build_loop(config, lock, health=health, notifier=notifier,
                           stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
-
-        def on_signal(signum, frame):
-            log.info("signal %d: stopping", signum)
-            notifier.stopping()
-            loop.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        if handlers.received:
+            return 0  # stopped while starting up
         notifier.ready()
         notifier.status("running")
         loop.run()
@@ -264,6 +268,7 @@ def run(config: Config, args) -> int:
         if monitor is not None:
             monitor.close()
         lock.close()
+        handlers.restore()
         notifier.stopping()
         notifier.close()
     return 0
@@ -302,3 +307,4 @@ def lockout(config: Config, args) -> int:
 #: Sub-command name → function.
 COMMANDS = {"run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}
+COMMANDS["relock"] = relock_command

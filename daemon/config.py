@@ -659,8 +659,8 @@ def environment_problems(config: Config) -> list[ConfigProblem]:
 
 
 def check_environment(config: Config, source: str = "<config>") -> None:
-    """Raise :class:`InvalidConfig` listing every :func:`environment_problems`; used by
-    ``avid check-config`` and before ``avid run`` starts (exit status 78 either way)."""
+    """Raise :class:`InvalidConfig` listing every :func:`environment_problems` (``avid check-config``
+    exits 78 on it)."""
     problems = environment_problems(config)
     if problems:
         raise InvalidConfig(source, problems)

@@ -53,7 +53,8 @@ def verify_problems(unit_text: str, tmp_path: Path) -> list[str]:
     verify exits 0 even for unknown keys and unparsable values, so every line naming the unit counts.
     """
     copy = tmp_path / "avid.service"
-    copy.write_text(unit_text.replace("ExecStart=/opt/avid/venv/bin/avid", f"ExecStart={sys.executable}"))
+    copy.write_text(unit_text.replace("ExecStart=/opt/avid/venv/bin/avid", f"ExecStart={sys.executable}")
+                    .replace("ExecStopPost=/opt/avid/venv/bin/avid", f"ExecStopPost={sys.executable}"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
                             capture_output=True, text=True, timeout=120)
     lines = (result.stdout + result.stderr).splitlines()
