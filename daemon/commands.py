@@ -13,7 +13,7 @@ import numpy as np
 
 from daemon.cli import print_json
 from daemon.config import Config
-from daemon.errors import EnrolmentError, SourceError
+from daemon.errors import AvidError, EnrolmentError, SourceError
 from daemon.fuse.fusion import score_candidates
 from daemon.decide.decision import decide
 from daemon.service import door
@@ -30,17 +30,41 @@ ENROL_MAX_SPEECH_SECONDS = 30.0
 
 def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
                      min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Embed enrolment samples; raise :class:`EnrolmentError` naming every unusable file."""
+    """Embed enrolment samples; raise :class:`EnrolmentError` naming every unusable file.
+
+    Files must come from places only the admin can write (:func:`daemon.files.check_admin_controlled`),
+    voice clips must be speech (:func:`daemon.detect.speech_check.speech_problems`) and at most
+    :data:`~daemon.capture.audio.MAX_SAMPLE_SECONDS` long.
+    """
+    from daemon.capture.audio import MAX_SAMPLE_SECONDS, read_wav
+    from daemon.detect.speech_check import speech_problems
+    from daemon.files import check_admin_controlled
+
     face_embeddings, voice_embeddings, problems = [], [], []
     for path in faces:
-        embedding, _, reasons = pipeline.face_from_image(path)
+        try:
+            check_admin_controlled(path)
+            embedding, _, reasons = pipeline.face_from_image(path)
+        except AvidError as exc:
+            problems.append(str(exc))
+            continue
         if embedding is None or reasons:
             problems.append(f"{path}: {', '.join(reasons) or 'no_face'} "
                             "(use a sharp, well-lit, frontal photo with the face at least 60 px wide)")
         else:
             face_embeddings.append(embedding)
     for path in voices:
-        result = pipeline.voice_from_wav(path, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
+        try:
+            check_admin_controlled(path)
+            samples = read_wav(path, MAX_SAMPLE_SECONDS)
+        except AvidError as exc:
+            problems.append(str(exc))
+            continue
+        not_speech = speech_problems(samples)
+        if not_speech:
+            problems.append(f"{path}: not a voice sample: {'; '.join(not_speech)}")
+            continue
+        result = pipeline.voice_from_samples(samples, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
         if result.embedding is None:
             problems.append(f"{path}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
                             f"speech; say a full sentence, at least {min_speech_seconds:g} s)")
@@ -165,6 +189,11 @@ def verify(config: Config, args) -> int:
     policy = door.make_policy(config, point)
     # Liveness needs a live, synchronised face and voice; photos and clips on disk have neither.
     policy = dataclasses.replace(policy, liveness_required=False)
+    from daemon.capture.audio import MAX_SAMPLE_SECONDS, read_wav
+    from daemon.files import check_admin_controlled
+
+    for path in [*args.face, *args.voice[:1]]:
+        check_admin_controlled(path)
     problems, face_embeddings, qualities = [], [], []
     for path in args.face:
         embedding, observation, reasons = pipeline.face_from_image(path)
@@ -180,7 +209,8 @@ def verify(config: Config, args) -> int:
     voice_embedding, speech_seconds = None, 0.0
     voice_problems = []
     for path in args.voice[:1]:
-        result = pipeline.voice_from_wav(path, config.attempt.min_speech_seconds)
+        result = pipeline.voice_from_samples(read_wav(path, MAX_SAMPLE_SECONDS),
+                                             config.attempt.min_speech_seconds)
         voice_embedding, speech_seconds, voice_problems = result.embedding, result.speech_seconds, list(result.problems)
     if not args.voice:
         voice_problems = ["no_speech"]

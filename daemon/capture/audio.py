@@ -35,6 +35,8 @@ class WavError(MediaError, SourceError):
 #: The longest recording :func:`read_wav` decodes by default. An enrolment or verify sample is a
 #: sentence or a few; replay files and calibration clips are under a minute.
 MAX_WAV_SECONDS = 120.0
+#: The longest enrolment or verify sample: a few sentences, with room to spare.
+MAX_SAMPLE_SECONDS = 60.0
 #: Sample rates accepted in a WAV header (telephone speech to studio recordings).
 MIN_WAV_RATE_HZ, MAX_WAV_RATE_HZ = 4000, 192000
 MAX_WAV_CHANNELS = 32
