@@ -262,7 +262,7 @@ class StreamResampler:
     ratios such as 44.1 kHz to 16 kHz (up 160, down 441) cost about 180 multiplications per output.
     """
 
-    _OUTPUTS_PER_STEP = 4096  # bounds the temporary (outputs x taps) arrays to a few MB
+    _OUTPUTS_PER_STEP = 1024  # bounds the temporary (outputs x taps) arrays to about 1.5 MB each
 
     def __init__(self, rate_hz: int, target_hz: int = SAMPLE_RATE_HZ, taps_per_side: int = 32,
                  centred: bool = False):
@@ -277,10 +277,10 @@ class StreamResampler:
         self._per_phase = -(-n_taps // self.up)
         padded = np.zeros(self._per_phase * self.up)
         padded[:n_taps] = taps
-        self._bank = padded.reshape(self._per_phase, self.up).T.copy()
+        self._bank = padded.reshape(self._per_phase, self.up).T.astype(np.float32)
         # Output j sits at upsampled position offset + j*down; centred, that is the filter's middle.
         self._offset = (n_taps - 1) // 2 if centred else 0
-        self._history = np.zeros(self._per_phase - 1)  # the last inputs, zeros before the start
+        self._history = np.zeros(self._per_phase - 1, np.float32)  # the last inputs, zeros before the start
         self._seen = 0  # input samples received
         self._next = 0  # index of the next output sample
         self._flushed = False
@@ -292,7 +292,7 @@ class StreamResampler:
         if self.up == self.down:
             self._seen += block.size
             return block.astype(np.float32, copy=False)
-        block = np.asarray(block, np.float64).ravel()
+        block = np.asarray(block, np.float32).ravel()
         buffer = np.concatenate([self._history, block])
         first = self._seen - self._history.size  # stream index of buffer[0]
         self._seen += block.size
@@ -320,7 +320,7 @@ class StreamResampler:
             position = self._offset + j * self.down
             newest, phase = position // self.up, position % self.up
             index = newest[:, None] - lags[None, :] - first
-            taken = np.where(index >= 0, buffer[np.clip(index, 0, None)], 0.0)
+            taken = buffer[index]  # never negative: the history starts as zeros
             pieces.append(np.einsum("jq,jq->j", self._bank[phase], taken))
         return (np.concatenate(pieces) if pieces else np.zeros(0)).astype(np.float32)
 
