@@ -45,11 +45,13 @@ def _shaped_noise(rng, seconds, exponent):
 
 
 def _speech_shaped(rng, seconds, speech):
-    """Noise with the long-term spectrum of a real speech recording."""
+    """Speech-shaped noise: white noise filtered by a real recording's long-term spectrum, smoothed
+    over 100 Hz as the standard test noises are (no harmonics of the speaker's pitch are left)."""
     n = int(seconds * RATE)
-    template = np.abs(np.fft.rfft(speech[:n] if speech.size >= n else np.resize(speech, n), n))
-    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) / (np.abs(np.fft.rfft(rng.standard_normal(n))) + 1e-9)
-                         * template, n)
+    power = np.abs(np.fft.rfft(speech[:n] if speech.size >= n else np.resize(speech, n), n)) ** 2
+    width = max(1, int(100 * n / RATE))
+    template = np.sqrt(np.convolve(power, np.ones(width) / width, mode="same"))
+    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * template, n)
     return noise / np.abs(noise).max()
 
 
@@ -131,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"real speech clips: {real}; passed {real - len(failed)} ({(real - len(failed)) / real:.1%})")
     print(f"  with >= 1 s voiced (what enrolment accepts): {enrollable}; passed "
           f"{enrollable - len(enrollable_failed)}")
+    print("  features of those (each check's threshold is in daemon/detect/speech_check.py):")
     for name in ("voiced_seconds", "periodic_fraction", "flatness", "spectral_change_db",
                  "steady_pitch_fraction"):
-        values = np.array([getattr(f, name) for f in features])
-        print(f"  {name:22s} min {values.min():.3f}  p1 {np.percentile(values, 1):.3f}  "
-              f"median {np.median(values):.3f}  p99 {np.percentile(values, 99):.3f}  max {values.max():.3f}")
+        values = np.array([getattr(f, name) for f in features if f.voiced_seconds >= 1.0])
+        print(f"  {name:22s} min {values.min():.3g}  p1 {np.percentile(values, 1):.3g}  "
+              f"median {np.median(values):.3g}  p99 {np.percentile(values, 99):.3g}  max {values.max():.3g}")
     for path, problems, f in failed:
         tag = "ENROLLABLE " if f.voiced_seconds >= 1.0 else ""
         print(f"  {tag}fails: {path.relative_to(path.parents[2])}: {'; '.join(problems)}")

@@ -87,23 +87,34 @@ def speech_features(samples: np.ndarray, sample_rate: int = SAMPLE_RATE_HZ,
     if frames.shape[0] == 0:
         return SpeechFeatures(0.0, 0.0, 1.0, 0.0, 0.0)
     frames = frames - frames.mean(axis=1, keepdims=True)
+    # Only frames within 30 dB of the loud ones: the voice detector's hangover also lets through
+    # near-silent frames, whose spectra are only the noise floor.
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    frames = frames[level > max(np.percentile(level, 95) - 30, -90)]
+    if frames.shape[0] == 0:
+        return SpeechFeatures(float(voiced.sum() * _FRAME / SAMPLE_RATE_HZ), 0.0, 1.0, 0.0, 0.0)
     window = np.hanning(_FRAME)
     power = np.abs(np.fft.rfft(frames * window, _FFT)) ** 2 + 1e-12
 
     # Periodicity: autocorrelation of the (unwindowed) frame, normalised by the energy of the
-    # overlapping parts so that long lags are not penalised.
+    # overlapping parts so that long lags are not penalised. The peak must be a local maximum
+    # inside the pitch range: the falling main lobe of low-pass noise (brown, speech-shaped) is
+    # high at the shortest lag but is no pitch.
     spectrum = np.fft.rfft(frames, _FFT)
-    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, _FFT)[:, :_MAX_LAG + 1]
+    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, _FFT)[:, :_MAX_LAG + 2]
     energy = np.cumsum(frames ** 2, axis=1)
     total = energy[:, -1:]
-    lags = np.arange(_MIN_LAG, _MAX_LAG + 1)
-    head = total - np.concatenate([np.zeros((frames.shape[0], 1)), energy[:, :-1]], axis=1)[:, lags]
-    tail = energy[:, _FRAME - 1 - lags]
-    normalised = autocorr[:, lags] / np.sqrt(head * tail + 1e-12)
-    best = normalised.argmax(axis=1)
-    peak = normalised[np.arange(best.size), best]
+    lags = np.arange(_MIN_LAG - 1, _MAX_LAG + 2)
+    later = total - np.concatenate([np.zeros((frames.shape[0], 1)), energy[:, :-1]], axis=1)[:, lags]
+    earlier = energy[:, _FRAME - 1 - lags]
+    normalised = autocorr[:, lags] / np.sqrt(later * earlier + 1e-12)
+    inner = normalised[:, 1:-1]
+    is_peak = (inner >= normalised[:, :-2]) & (inner >= normalised[:, 2:])
+    candidates = np.where(is_peak, inner, -1.0)
+    best = candidates.argmax(axis=1)
+    peak = candidates[np.arange(best.size), best]
     periodic = peak > _PERIODIC
-    pitch = SAMPLE_RATE_HZ / lags[best]
+    pitch = SAMPLE_RATE_HZ / lags[1:-1][best]
 
     # Flatness over 100 Hz..4 kHz, where voiced speech has its harmonics and formants.
     band = slice(int(100 * _FFT / SAMPLE_RATE_HZ), int(4000 * _FFT / SAMPLE_RATE_HZ))
