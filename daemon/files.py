@@ -24,6 +24,10 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 #: The most pixels :func:`read_image` decodes: 40 MP, 120 MB as 8-bit BGR.
 MAX_IMAGE_PIXELS = 40_000_000
 
+# OpenCV's own ceiling (read once, at its first decode; default 2^30 pixels, 3 GB): a second line of
+# defence should OpenCV ever read a size from a header differently than image_size() does.
+os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(MAX_IMAGE_PIXELS)
+
 
 class InputFileError(AvidError, OSError):
     """An input file is not a regular file, is too large, or cannot be opened."""
@@ -240,7 +244,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS,
     if width * height > max_pixels:
         raise MediaError(f"{path}: {kind} image of {width}x{height} pixels is over the limit of "
                          f"{max_pixels / 1e6:g} megapixels; scale it down first")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise MediaError(f"{path}: cannot decode this {kind} file ({exc.err or exc})") from None
     if image is None:
         raise MediaError(f"{path}: cannot decode this {kind} file (corrupt or truncated)")
     if sorted(image.shape[:2]) != sorted((width, height)):

@@ -120,6 +120,7 @@ def test_chunks_before_the_audio_are_skipped(tmp_path):
     (_fmt(1, 1, 0, 16), "sample rate 0 Hz"),
     (_fmt(1, 1, 4_000_000_000, 16), "sample rate 4000000000 Hz"),
     (_fmt(1, 0, RATE, 16), "0 channels"),
+    (_fmt(1, 1, 191999, 16), "sample rate 191999 Hz has no simple ratio"),
     (_fmt(1, 1, RATE, 12), "12-bit pcm samples are not supported"),
     (_fmt(3, 1, RATE, 16), "16-bit float samples are not supported"),
     (_fmt(6, 1, 8000, 8), "A-law .format tag 0x0006. is not supported"),

@@ -40,6 +40,8 @@ MAX_SAMPLE_SECONDS = 60.0
 #: Sample rates accepted in a WAV header (telephone speech to studio recordings).
 MIN_WAV_RATE_HZ, MAX_WAV_RATE_HZ = 4000, 192000
 MAX_WAV_CHANNELS = 32
+#: Largest term of the reduced ratio rate : 16000 accepted (441 for 44.1 kHz, 5507 for 44056 Hz).
+_MAX_RATIO_TERM = 1000
 #: Bytes a WAV file may hold in chunks before its audio (metadata, cover art).
 _MAX_SKIPPED_BYTES = 16 * 1024 * 1024
 _MAX_CHUNKS = 64
@@ -137,6 +139,11 @@ def _parse_fmt(body: bytes, fail) -> tuple[str, int, int, int]:
         raise fail(f"{channels} channels (supported: 1 to {MAX_WAV_CHANNELS})")
     if not MIN_WAV_RATE_HZ <= rate <= MAX_WAV_RATE_HZ:
         raise fail(f"sample rate {rate} Hz (supported: {MIN_WAV_RATE_HZ} to {MAX_WAV_RATE_HZ} Hz)")
+    common = math.gcd(rate, SAMPLE_RATE_HZ)
+    if max(rate, SAMPLE_RATE_HZ) // common > _MAX_RATIO_TERM:
+        # An odd rate needs a resampling filter of 64 x (rate / gcd) taps: 12 million for 191999 Hz.
+        raise fail(f"sample rate {rate} Hz has no simple ratio to {SAMPLE_RATE_HZ} Hz; convert the "
+                   "file to a common rate (8000, 16000, 22050, 44100 or 48000 Hz)")
     if block_align != channels * bits // 8:
         raise fail(f"block align {block_align} does not match {channels} x {bits}-bit samples")
     return encoding, channels, rate, bits
