@@ -289,11 +289,10 @@ def run(config: Config, args) -> int:
                             max_inference_age_s=config.watchdog.max_inference_age_seconds)
         loop = build_loop(config, lock, health=health, notifier=notifier,
                           stop_at_end_of_replay=config.camera.backend == "replay" and not config.camera.loop)
-        if handlers.received:
-            return 0  # stopped while starting up
-        notifier.ready()
-        notifier.status("running")
-        loop.run()
+        if not handlers.received:
+            notifier.ready()
+            notifier.status("running")
+            loop.run()
     finally:
         if monitor is not None:
             monitor.close()
@@ -301,7 +300,7 @@ def run(config: Config, args) -> int:
         handlers.restore()
         notifier.stopping()
         notifier.close()
-    return 0
+    return handlers.exit_status()
 
 
 def demo(config: Config, args) -> int:

@@ -468,7 +468,7 @@ def _duplicate_keys(root: yaml.Node) -> list[ConfigProblem]:
     return problems
 
 
-def _load_yaml(text: str, source: str) -> tuple[Any, list[ConfigProblem]]:
+def load_yaml(text: str, source: str) -> tuple[Any, list[ConfigProblem]]:
     """Parse YAML text, refusing alias bombs and self-references before anything is built.
 
     Returns the data and the duplicate-key problems (reported with every other problem).
@@ -500,7 +500,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     conflicts. A text that expands to more than :data:`MAX_CONFIG_NODES` values is refused at once.
     """
     try:
-        data, duplicates = _load_yaml(text, source)
+        data, duplicates = load_yaml(text, source)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
         raise InvalidConfig(source, [ConfigProblem(

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from daemon.config import EX_CONFIG, InvalidConfig, LockConfig, _load_yaml
+from daemon.config import EX_CONFIG, InvalidConfig, LockConfig, load_yaml
 from daemon.errors import AvidError, LockError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def relock_with_broken_config(path: Path | None) -> int:
     from daemon.config import MAX_CONFIG_BYTES
 
     try:
-        data, _ = _load_yaml(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"), str(path))
+        data, _ = load_yaml(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"), str(path))
         if not isinstance(data, dict) or not isinstance(data.get("lock"), dict):
             raise ValueError("no lock section")
         lock = LockConfig.model_validate(data["lock"])

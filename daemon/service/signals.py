@@ -113,6 +113,14 @@ class StopHandlers:
         log.info("%s: relocked; stopping", name)
         self._stop_callback()
 
+    def exit_status(self) -> int:
+        """The exit status for a daemon stopped by the first signal received: 0 for SIGTERM, SIGINT
+        and SIGHUP (what systemd counts as a clean stop), 128 + the number for any other, so that
+        ``Restart=on-failure`` starts again a daemon that SIGUSR1 or SIGALRM ended; 0 if none came."""
+        if not self.received or self.received[0] in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            return 0
+        return 128 + self.received[0]
+
     def restore(self) -> None:
         """Put back the handlers and wakeup fd that were there before; stop the watcher thread."""
         if self._closed:
