@@ -399,6 +399,21 @@ class _TooLarge(Exception):
     pass
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing after :data:`MAX_CONFIG_NODES` distinct nodes, so that a
+    long flat list costs no more time than a real config (the pure-Python parser is slow)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._composed = 0
+
+    def compose_node(self, parent, index):
+        self._composed += 1
+        if self._composed > MAX_CONFIG_NODES:
+            raise _TooLarge
+        return super().compose_node(parent, index)
+
+
 class _SelfReference(Exception):
     pass
 
@@ -473,9 +488,15 @@ def load_yaml(text: str, source: str) -> tuple[Any, list[ConfigProblem]]:
 
     Returns the data and the duplicate-key problems (reported with every other problem).
     """
-    loader = yaml.SafeLoader(text)
+    too_many = InvalidConfig(source, [ConfigProblem(
+        "", f"the document expands to more than {MAX_CONFIG_NODES} values (YAML aliases used over "
+            "and over, or a huge list?); a configuration has fewer than 100")])
+    loader = _BoundedLoader(text)
     try:
-        root = loader.get_single_node()
+        try:
+            root = loader.get_single_node()
+        except _TooLarge:
+            raise too_many from None
         if root is None:
             return None, []
         try:
@@ -484,9 +505,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, list[ConfigProblem]]:
             raise InvalidConfig(source, [ConfigProblem(
                 "", "a value refers to itself (recursive YAML alias)")]) from None
         if nodes > MAX_CONFIG_NODES:
-            raise InvalidConfig(source, [ConfigProblem(
-                "", f"the document expands to more than {MAX_CONFIG_NODES} values (YAML aliases "
-                    "used over and over?); a configuration has fewer than 100")])
+            raise too_many
         duplicates = _duplicate_keys(root)
         return loader.construct_document(root), duplicates
     finally:
