@@ -193,3 +193,17 @@ def test_avid_relock_touches_no_pin_without_a_valid_lock_section(tmp_path):
     assert result.returncode == 78
     assert "no pin touched" in result.stderr
     assert not any(tmp_path.glob("GPIO*"))
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 0), (signal.SIGINT, 0), (signal.SIGHUP, 0),
+                                            (signal.SIGUSR1, 128 + signal.SIGUSR1),
+                                            (signal.SIGALRM, 128 + signal.SIGALRM)])
+def test_exit_status_lets_systemd_restart_after_a_stray_signal(lock, signum, status):
+    handlers = install_stop_handlers(lock, lambda: None)
+    try:
+        assert handlers.exit_status() == 0
+        os.kill(os.getpid(), signum)
+        assert _wait_for(lambda: handlers.received)
+    finally:
+        handlers.restore()
+    assert handlers.exit_status() == status
