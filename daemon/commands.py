@@ -297,7 +297,8 @@ def run(config: Config, args) -> int:
         if monitor is not None:
             monitor.close()
         lock.close()
-        handlers.restore()
+        # The handlers stay until the process exits: a second signal during this clean-up must
+        # not end it the default way (the lock is closed already, so they only log).
         notifier.stopping()
         notifier.close()
     return handlers.exit_status()
