@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 import tracemalloc
+import warnings
 import wave
 
 import numpy as np
@@ -63,6 +64,14 @@ def test_float_samples(tmp_path, bits, dtype):
     signal = _sine()
     samples = read_wav(_write(tmp_path, _riff(_fmt(3, 1, RATE, bits), signal.astype(dtype).tobytes())))
     np.testing.assert_allclose(samples, signal, atol=1e-6)
+
+
+def test_huge_doubles_are_clipped_without_overflow(tmp_path):
+    signal = np.array([1e300, -1e300, np.nan, 0.5] * 1000, "<f8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        samples = read_wav(_write(tmp_path, _riff(_fmt(3, 1, RATE, 64), signal.tobytes())))
+    np.testing.assert_array_equal(samples[:4], [1.0, -1.0, 0.0, 0.5])
 
 
 def test_float_nan_and_overrange_are_clipped(tmp_path):

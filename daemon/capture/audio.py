@@ -152,9 +152,11 @@ def _parse_fmt(body: bytes, fail) -> tuple[str, int, int, int]:
 def _decode(raw: bytes, wav: WavFormat) -> np.ndarray:
     """Interleaved sample bytes to mono float32 in [-1, 1]."""
     if wav.encoding == "float":
-        samples = np.frombuffer(raw, "<f4" if wav.bits == 32 else "<f8").astype(np.float32)
-        # NaN or huge floats would poison every later stage; clip as a DAC would.
+        samples = np.frombuffer(raw, "<f4" if wav.bits == 32 else "<f8")
+        # NaN or huge floats would poison every later stage; clip as a DAC would (before the cast
+        # to float32, which would overflow on huge doubles).
         samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        samples = samples.astype(np.float32)
     elif wav.bits == 8:
         samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif wav.bits == 16:
