@@ -297,11 +297,10 @@ def run(config: Config, args) -> int:
         if monitor is not None:
             monitor.close()
         lock.close()
-        # The handlers stay until the process exits: a second signal during this clean-up must
-        # not end it the default way (the lock is closed already, so they only log).
+        status = handlers.finish()  # the door is locked: later signals are ignored until exit
         notifier.stopping()
         notifier.close()
-    return handlers.exit_status()
+    return status
 
 
 def demo(config: Config, args) -> int:

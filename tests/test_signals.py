@@ -207,3 +207,17 @@ def test_exit_status_lets_systemd_restart_after_a_stray_signal(lock, signum, sta
     finally:
         handlers.restore()
     assert handlers.exit_status() == status
+
+
+def test_after_finish_a_late_signal_is_ignored_not_fatal(lock):
+    handlers = install_stop_handlers(lock, lambda: None)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert _wait_for(lambda: handlers.received)
+        assert handlers.finish() == 128 + signal.SIGUSR2
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGUSR1)  # would end pytest if it were not ignored
+        time.sleep(0.1)
+    finally:
+        handlers.restore()
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL

@@ -121,6 +121,21 @@ class StopHandlers:
             return 0
         return 128 + self.received[0]
 
+    def finish(self) -> int:
+        """Call once the lock is closed and the process is about to exit: from now on terminating
+        signals are ignored, and the exit status (:meth:`exit_status`) is returned.
+
+        Python resets every handler it installed to the default action while the interpreter shuts
+        down, so a second signal at that moment would end the process by that signal; the door is
+        locked by then, but the exit status would lie. Ignored signals are left ignored.
+        """
+        for number in self._previous:
+            try:
+                signal.signal(number, signal.SIG_IGN)
+            except (OSError, ValueError):
+                pass
+        return self.exit_status()
+
     def restore(self) -> None:
         """Put back the handlers and wakeup fd that were there before; stop the watcher thread."""
         if self._closed:
