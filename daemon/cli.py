@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import EX_CONFIG, STATE_DIR_ENV, InvalidConfig, load_config, summary
+from daemon.config import (EX_CONFIG, STATE_DIR_ENV, InvalidConfig, check_environment, load_config,
+                           summary)
 from daemon.errors import AvidError, ConfigError
 from daemon.logs import setup_logging
 
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
+    p = sub.add_parser("relock", help="de-energise the relay pin and exit (systemd ExecStopPost)")
+    _add_common(p)
+
     p = sub.add_parser("lockout", help="show or clear the failed-attempt lockout")
     _add_common(p)
     p.add_argument("--clear", action="store_true", help="clear the lockout")
@@ -101,8 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     path = _config_path(args)
     try:
         config = load_config(path)
+        if args.command == "check-config":
+            # What run would fail on later (files, folders), reported with every other problem.
+            check_environment(config, str(path or "<built-in defaults>"))
     except InvalidConfig as exc:
         print(exc.report(), file=sys.stderr)
+        if args.command == "relock":
+            from daemon.service.relock import relock_with_broken_config
+            return relock_with_broken_config(path)
         return EX_CONFIG
     setup_logging(config.logging.level, verbosity)
     if args.command == "check-config":

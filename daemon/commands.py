@@ -145,6 +145,12 @@ def status(config: Config, args) -> int:
     return 3
 
 
+def relock(config: Config, args) -> int:
+    from daemon.service.relock import relock_command
+
+    return relock_command(config, args)
+
+
 #: Sub-command name → function.
-COMMANDS = {"status": status, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
+COMMANDS = {"status": status, "relock": relock, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}

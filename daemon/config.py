@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import reprlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -19,13 +21,19 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
                       ValidationInfo, field_validator)
 
-from daemon.errors import ConfigError
+from daemon.errors import AvidError, ConfigError
 
 #: Conventional exit status for a configuration error (sysexits.h EX_CONFIG).
 EX_CONFIG = 78
 
 #: Environment variable that overrides ``state.directory``.
 STATE_DIR_ENV = "AVID_STATE_DIR"
+
+#: The largest config file read; the commented example is 3 kB.
+MAX_CONFIG_BYTES = 256 * 1024
+#: YAML nodes a config may expand to, counting every use of an alias in full (a "billion
+#: laughs" file is a few hundred bytes that expand to 10^9 nodes); a complete config has about 80.
+MAX_CONFIG_NODES = 5000
 
 
 class _Section(BaseModel):
@@ -511,8 +519,17 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
-        shown = "" if self.value is None else f" (got {self.value!r})"
+        shown = "" if self.value is None else f" (got {_short_repr(self.value)})"
         return f"{where}{_printable(self.path) or '<top level>'}: {_printable(self.message)}{shown}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 200, 200, 4, 4, 2
+
+
+def _short_repr(value: Any) -> str:
+    """A bounded repr: a report line never grows with the size of the offending value."""
+    return _REPR.repr(value)
 
 
 def _code_point(character: int | str) -> int:
@@ -668,10 +685,131 @@ def _problem_from(error: dict, lines: dict[tuple, int]) -> ConfigProblem:
     return ConfigProblem(".".join(str(p) for p in loc), message, value, line)
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Validate YAML text and return the :class:`Config`, or raise :class:`InvalidConfig`."""
+class _TooLarge(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing after :data:`MAX_CONFIG_NODES` distinct nodes, so that a
+    long flat list costs no more time than a real config (the pure-Python parser is slow)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._composed = 0
+
+    def compose_node(self, parent, index):
+        self._composed += 1
+        if self._composed > MAX_CONFIG_NODES:
+            raise _TooLarge
+        return super().compose_node(parent, index)
+
+
+class _SelfReference(Exception):
+    pass
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """How many nodes ``root`` stands for with every alias expanded, counted up to ``limit + 1``.
+
+    Each distinct node is visited once (aliases share node objects), so a file that would expand
+    to billions of nodes is measured in the time it takes to read it.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _SelfReference
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                total = limit + 1
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _duplicate_keys(root: yaml.Node) -> list[ConfigProblem]:
+    """A problem for every key that appears twice in one mapping (YAML keeps only the last)."""
+    problems, entered = [], set()
+
+    def walk(node, path):
+        if id(node) in entered:
+            return
+        entered.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple, int] = {}
+            for key_node, value_node in node.value:
+                child = path + (str(key_node.value),)
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    identity = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if identity in seen:
+                        problems.append(ConfigProblem(
+                            ".".join(child), f"duplicate key (first given on line {seen[identity]}); "
+                                             "YAML would silently keep only the last one", None, line))
+                    else:
+                        seen[identity] = line
+                walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (str(i),))
+
+    walk(root, ())
+    return problems
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, list[ConfigProblem]]:
+    """Parse YAML text, refusing alias bombs and self-references before anything is built.
+
+    Returns the data and the duplicate-key problems (reported with every other problem).
+    """
+    too_many = InvalidConfig(source, [ConfigProblem(
+        "", f"the document expands to more than {MAX_CONFIG_NODES} values (YAML aliases used over "
+            "and over, or a huge list?); a configuration has fewer than 100")])
+    loader = _BoundedLoader(text)
     try:
-        data = yaml.safe_load(text)
+        try:
+            root = loader.get_single_node()
+        except _TooLarge:
+            raise too_many from None
+        if root is None:
+            return None, []
+        try:
+            nodes = _expanded_nodes(root, MAX_CONFIG_NODES)
+        except _SelfReference:
+            raise InvalidConfig(source, [ConfigProblem(
+                "", "a value refers to itself (recursive YAML alias)")]) from None
+        if nodes > MAX_CONFIG_NODES:
+            raise too_many
+        duplicates = _duplicate_keys(root)
+        return loader.construct_document(root), duplicates
+    finally:
+        loader.dispose()
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text and return the :class:`Config`, or raise :class:`InvalidConfig`.
+
+    Every problem is reported: unknown and duplicate keys, out-of-range values, cross-field
+    conflicts. A text that expands to more than :data:`MAX_CONFIG_NODES` values is refused at once.
+    """
+    try:
+        data, duplicates = load_yaml(text, source)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
         raise InvalidConfig(source, [ConfigProblem(
@@ -701,13 +839,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         errors = _merge_union_errors(exc.errors(include_url=False))
     except RecursionError:
         recursive = True
-    if config is not None and not cross_field:
+    if config is not None and not cross_field and not duplicates:
         return config
     # Only a file with problems is parsed a second time, for the line numbers.
     lines = _line_index(text)
     problems = [ConfigProblem(path, message, None, lines.get(tuple(path.split("."))))
                 for path, message in cross_field]
     problems += [_problem_from(e, lines) for e in errors]
+    problems += duplicates
     if recursive:
         # Aliases can build a self-containing value ("path: &x [*x]"); no setting is like that.
         problems.append(ConfigProblem("", "a value refers to itself (recursive YAML alias)"))
@@ -727,33 +866,178 @@ def _cross_field_problems(data: dict) -> list[tuple[str, str]]:
     if decision.get("face_weight") == 0 and decision.get("voice_weight") == 0:
         problems.append(("decision", "face_weight and voice_weight cannot both be 0"))
     problems += mqtt_problems(section("mqtt"))
+    problems += _shared_pin_problems(section("lock"), section("door"))
+    return problems
+
+
+def _shared_pin_problems(lock: dict, door: dict) -> list[tuple[str, str]]:
+    """The relay, the door contact and the exit button each need a GPIO line of their own: gpiozero
+    refuses a second device on a pin only at start-up, on the door."""
+    relay = lock.get("relay_pin", LockConfig.model_fields["relay_pin"].default)
+    pins = [("lock.relay_pin", relay), ("door.contact_pin", door.get("contact_pin")),
+            ("door.exit_button_pin", door.get("exit_button_pin"))]
+    problems, first_user = [], {}
+    for key, pin in pins:
+        if not isinstance(pin, int) or isinstance(pin, bool):
+            continue
+        if pin in first_user:
+            problems.append((key, f"GPIO{pin} is already used by {first_user[pin]}; "
+                                  "every device needs its own pin"))
+        else:
+            first_user[pin] = key
     return problems
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
     """Load and validate a config file; ``None`` gives the built-in defaults.
 
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read. Relative paths in it (state,
+    key, calibration, models, replay media) are taken relative to the file's folder.
+
     Raises :class:`InvalidConfig` (a :class:`ConfigError`) listing every problem.
     """
+    from daemon.files import read_regular_file
+
     if path is None:
         return Config()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except AvidError as exc:
         raise InvalidConfig(str(path), [ConfigProblem("", f"cannot read the file: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(str(path), [ConfigProblem("", f"cannot read the file: not UTF-8 text ({exc.reason} "
+                                                          f"at byte {exc.start})")]) from None
     config = parse_config(text, str(path))
-    return _resolve_relative_paths(config, path.parent)
+    return _resolve_relative_paths(config, path.absolute().parent)
 
 
 def _resolve_relative_paths(config: Config, base: Path) -> Config:
-    """Make replay and model paths relative to the config file's folder, as installers expect."""
+    """Make every path in the file relative to the config file's folder, as installers expect
+    (a service's working directory is nobody's choice: /run/avid under systemd)."""
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p)
 
     models = config.models.model_copy(update={"directory": fix(config.models.directory)})
+    state = config.state.model_copy(update={"directory": fix(config.state.directory),
+                                            "key_file": fix(config.state.key_file)})
+    decision = config.decision.model_copy(update={"calibration_file": fix(config.decision.calibration_file)})
     return config.model_copy(update={"camera": config.camera.with_base(base),
-                                     "microphone": config.microphone.with_base(base), "models": models})
+                                     "microphone": config.microphone.with_base(base), "models": models,
+                                     "state": state, "decision": decision})
+
+
+def environment_problems(config: Config) -> list[ConfigProblem]:
+    """What ``avid run`` would fail on that can be checked without hardware.
+
+    The state folder exists, is a folder and is writable by nobody but its owner; the key file,
+    calibration file, models folder and replay media named in the config exist and are regular
+    files (the models are checked against their manifest). Camera, microphone and GPIO are not
+    opened.
+    """
+    problems: list[ConfigProblem] = []
+    state_key = "state.directory" if not os.environ.get(STATE_DIR_ENV) else f"${STATE_DIR_ENV}"
+    state_dir = config.state_dir
+    problem = _folder_problem(state_dir)
+    if problem:
+        problems.append(ConfigProblem(state_key, problem, str(state_dir)))
+    key_file = config.state.key_file
+    if key_file is not None:
+        problem = _regular_file_problem(key_file)
+        if problem:
+            problems.append(ConfigProblem("state.key_file", problem, str(key_file)))
+    calibration = config.decision.calibration_file
+    if calibration is not None:
+        problem = _regular_file_problem(calibration)
+        if problem:
+            problems.append(ConfigProblem("decision.calibration_file", problem, str(calibration)))
+    problems += _models_problems(config.models.directory)
+    if config.camera.backend == "replay" and config.camera.path is not None \
+            and not config.camera.path.is_dir():
+        problem = _regular_file_problem(config.camera.path)
+        if problem:
+            problems.append(ConfigProblem("camera.path", problem, str(config.camera.path)))
+    if config.microphone.backend == "replay":
+        problems += _replay_audio_problems(config.microphone.paths)
+    return problems
+
+
+def check_environment(config: Config, source: str = "<config>") -> None:
+    """Raise :class:`InvalidConfig` listing every :func:`environment_problems` (``avid check-config``
+    exits 78 on it)."""
+    problems = environment_problems(config)
+    if problems:
+        raise InvalidConfig(source, problems)
+
+
+def _folder_problem(path: Path) -> str | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "the folder does not exist (create it, owned by the service user, mode 0700)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "templates and counters need a private folder (chmod 0700)")
+    return None
+
+
+def _regular_file_problem(path: Path) -> str | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "the file does not exist"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    return None
+
+
+def _models_problems(directory: Path | None) -> list[ConfigProblem]:
+    from daemon.inference.tflite import read_manifest, sha256_of
+
+    if directory is None:
+        return []
+    folder = _folder_problem(directory)
+    if folder and "writable by others" not in folder:
+        return [ConfigProblem("models.directory", folder, str(directory))]
+    try:
+        models = read_manifest(directory)["models"]
+    except (AvidError, OSError, TypeError) as exc:
+        return [ConfigProblem("models.directory", f"cannot read manifest.json: {exc}", str(directory))]
+    if not isinstance(models, dict):
+        return [ConfigProblem("models.directory", "manifest.json has no table of models", str(directory))]
+    problems = []
+    for name, entry in sorted(models.items()):
+        if not isinstance(entry, dict) or "file" not in entry:
+            problems.append(ConfigProblem("models.directory", f"model {name}: no file in manifest.json"))
+            continue
+        model = directory / str(entry["file"])
+        problem = _regular_file_problem(model)
+        try:
+            if problem is None and entry.get("sha256") and sha256_of(model) != entry["sha256"]:
+                problem = "does not match the sha256 in manifest.json"
+        except OSError as exc:
+            problem = f"cannot be read: {exc.strerror or exc}"
+        if problem:
+            problems.append(ConfigProblem("models.directory", f"model {name}: {problem}", str(model)))
+    return problems
+
+
+def _replay_audio_problems(paths: list[Path]) -> list[ConfigProblem]:
+    from daemon.capture.audio import wav_seconds
+
+    problems = []
+    for i, path in enumerate(paths):
+        try:
+            wav_seconds(path)
+        except AvidError as exc:
+            problems.append(ConfigProblem(f"microphone.paths.{i}", str(exc)))
+    return problems
 
 
 def summary(config: Config) -> str:

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from daemon.capture.audio import read_wav
@@ -25,7 +24,7 @@ from daemon.inference.tflite import DEFAULT_MODELS_DIR, models_fingerprint, read
 from daemon.embed.speaker_encoder import SpeakerEncoder
 from daemon.embed.speaker_encoder import WINDOW_FRAMES, mean_embedding
 from daemon.embed.voice_windows import VoiceWindows
-from daemon.errors import SourceError
+from daemon.files import read_image
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,6 @@ class VoiceResult:
     embedding: np.ndarray | None
     speech_seconds: float
     problems: tuple[str, ...]
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """A BGR image from a file (None when it cannot be decoded)."""
-    return cv2.imread(str(path), cv2.IMREAD_COLOR)
 
 
 class Pipeline:
@@ -98,8 +92,6 @@ class Pipeline:
     def face_from_image(self, path: Path) -> tuple[np.ndarray | None, FaceObservation | None, tuple[str, ...]]:
         """Embed the face of an image file: (embedding or None, observation, problems)."""
         frame = read_image(path)
-        if frame is None:
-            raise SourceError(f"cannot read image {path}")
         observation = self.observe_face(frame)
         if observation is None:
             return None, None, ("no_face",)

@@ -100,7 +100,7 @@ def test_unusable_samples_are_refused_naming_each(admin, folder, tmp_path):
     message = str(refused.value)
     assert refused.value.code == "refused"
     for words in ("face file 1: not an image", "face file 2: no_face", "voice file 1: not a readable WAV file",
-                  "voice file 2: no_speech"):
+                  "voice file 2: not a voice sample: not enough speech"):
         assert words in message
     assert admin.door.people() == [] and list((tmp_path / "state" / "templates").glob("*.tpl")) == []
 

@@ -53,7 +53,8 @@ def verify_problems(unit_text: str, tmp_path: Path) -> list[str]:
     verify exits 0 even for unknown keys and unparsable values, so every line naming the unit counts.
     """
     copy = tmp_path / "avid.service"
-    copy.write_text(unit_text.replace("ExecStart=/opt/avid/venv/bin/avid", f"ExecStart={sys.executable}"))
+    copy.write_text(unit_text.replace("ExecStart=/opt/avid/venv/bin/avid", f"ExecStart={sys.executable}")
+                    .replace("ExecStopPost=/opt/avid/venv/bin/avid", f"ExecStopPost={sys.executable}"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
                             capture_output=True, text=True, timeout=120)
     lines = (result.stdout + result.stderr).splitlines()
@@ -260,3 +261,27 @@ def test_xnnpack_needs_proc_cpuinfo_so_procsubset_pid_is_off(tmp_path):
         capture_output=True, text=True, timeout=300, env=env)
     assert hidden.returncode == 3, hidden.stdout + hidden.stderr
     assert "xnnpack=False" in hidden.stdout
+
+
+def test_exec_stop_post_relocks_with_the_same_config():
+    """ExecStopPost runs after the service's processes are gone, however they ended (SIGKILL, the
+    OOM killer, a crash): the relay pin is driven to its locked level by a command that only does
+    that, reading the same config as ExecStart."""
+    assert service_values("ExecStopPost") == [EXEC_START.replace(" run ", " relock ")]
+
+
+def test_relock_runs_under_the_units_sandbox(tmp_path):
+    """`avid relock` as ExecStopPost runs it: under the unit's system call filter and MDWE rules,
+    with a GPIO line (tests/gpio_line.py) that a killed daemon left energised."""
+    config = tmp_path / "config.yaml"
+    config.write_text("lock:\n  pin_factory: mock\n  relay_pin: 17\n")
+    (tmp_path / "GPIO17").write_text("1\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(AVID_TEST_GPIO_DIR=str(tmp_path), SERVICE_RESULT="signal", EXIT_STATUS="KILL")
+    result = subprocess.run(["/usr/bin/python3", str(SANDBOX), "--", sys.executable,
+                             str(REPO / "tests" / "gpio_line.py"), "relock", "--config", str(config)],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "system calls allowed" in result.stderr
+    assert "GPIO17 de-energised after the service ended (signal, status KILL)" in result.stdout
+    assert (tmp_path / "GPIO17").read_text().split()[-1] == "0"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.capture.audio import read_wav
+from daemon.capture.audio import MAX_SAMPLE_SECONDS, read_wav
 from daemon.capture.sources import open_audio_source, open_frame_source
 from daemon.config import Config
 from daemon.detect.vad import VadSettings
-from daemon.errors import EnrolmentError, SourceError
-from daemon.pipeline import read_image
+from daemon.detect.speech_check import speech_problems
+from daemon.errors import AvidError, EnrolmentError, SourceError
+from daemon.files import check_admin_controlled, read_image
 
 #: A template may use more speech than one attempt at the door does: more speech, better template.
 ENROL_MAX_SPEECH_SECONDS = 30.0
@@ -44,6 +45,10 @@ def embed_samples(pipeline, faces: list[tuple[str, np.ndarray | None]],
         if samples is None:
             problems.append(f"{label}: not a readable WAV file")
             continue
+        not_speech = speech_problems(samples)
+        if not_speech:
+            problems.append(f"{label}: not a voice sample: {'; '.join(not_speech)}")
+            continue
         result = pipeline.voice_from_samples(samples, min_speech_seconds, ENROL_MAX_SPEECH_SECONDS)
         if result.embedding is None:
             problems.append(f"{label}: {', '.join(result.problems)} ({result.speech_seconds:.1f} s of "
@@ -59,10 +64,33 @@ def embed_samples(pipeline, faces: list[tuple[str, np.ndarray | None]],
 
 def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
                      min_speech_seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Embed enrolment samples from files; raise :class:`EnrolmentError` naming every unusable file."""
-    frames = [(str(path), read_image(path)) for path in faces]
-    recordings = [(str(path), read_wav(path)) for path in voices]
-    return embed_samples(pipeline, frames, recordings, min_speech_seconds)
+    """Embed enrolment samples from files; raise :class:`EnrolmentError` naming every unusable file.
+
+    Files must come from places only the admin can write (:func:`daemon.files.check_admin_controlled`),
+    be regular files within the size limits, and voice clips at most
+    :data:`~daemon.capture.audio.MAX_SAMPLE_SECONDS` long and speech
+    (:func:`daemon.detect.speech_check.speech_problems`).
+    """
+    problems = []
+
+    def load(path: Path, reader):
+        try:
+            check_admin_controlled(path)
+            return reader(path)
+        except AvidError as exc:
+            problems.append(str(exc))
+            return None
+
+    frames = [(str(p), image) for p in faces if (image := load(p, read_image)) is not None]
+    recordings = [(str(p), samples) for p in voices
+                  if (samples := load(p, lambda q: read_wav(q, MAX_SAMPLE_SECONDS))) is not None]
+    try:
+        result = embed_samples(pipeline, frames, recordings, min_speech_seconds)
+    except EnrolmentError as exc:
+        problems += str(exc).split("\n  ")[1:]
+    if problems:
+        raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+    return result
 
 
 def live_samples(config: Config, pipeline, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 
 from daemon.config import Config
 from daemon.service.door import build_door, source_factories
@@ -19,11 +18,22 @@ def run_daemon(config: Config) -> int:
     from daemon.control.server import start_control_server
     from daemon.service.admin import LoopDoorAdmin
     from daemon.service.sdnotify import Notifier
+    from daemon.service.signals import install_stop_handlers
     from daemon.service.watchdog import HealthGate
 
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
+    loop = None
+
+    def stop():
+        notifier.stopping()
+        if loop is not None:
+            loop.stop()
+
+    # Installed before the slow start-up, so that no signal can end the process the default way
+    # (every terminating signal relocks first).
+    handlers = install_stop_handlers(lock, stop)
     monitor = bridge = control = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
@@ -42,24 +52,19 @@ def run_daemon(config: Config) -> int:
 
             bridge = attach_mqtt(loop, lock, monitor, config)
 
-        def on_signal(signum, frame):
-            log.info("signal %d: stopping", signum)
-            notifier.stopping()
-            loop.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        notifier.ready()
-        notifier.status("running")
-        loop.run()
+        if not handlers.received:
+            notifier.ready()
+            notifier.status("running")
+            loop.run()
     finally:
         if control is not None:
             control.close()
         if monitor is not None:
             monitor.close()
         lock.close()
+        status = handlers.finish()  # the door is locked: later signals are ignored until exit
         if bridge is not None:
             bridge.close()  # after the lock: its last state is LOCKED, then offline
         notifier.stopping()
         notifier.close()
-    return 0
+    return status

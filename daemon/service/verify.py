@@ -7,14 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.capture.audio import MAX_SAMPLE_SECONDS, read_wav
 from daemon.decide.decision import Decision
 from daemon.decide.evidence import Evidence, decide_attempt
+from daemon.files import check_admin_controlled
 from daemon.fuse.calibration import load_operating_point
 from daemon.service import door as door_parts
 
 
 def evidence_from_files(pipeline, faces: list[Path], voices: list[Path], min_speech_seconds: float) -> Evidence:
-    """Evidence from face images and the first voice clip, embedded as the door embeds its probes."""
+    """Evidence from face images and the first voice clip, embedded as the door embeds its probes.
+
+    The files must be in places only the admin can write, and within the size limits."""
+    for path in [*faces, *voices[:1]]:
+        check_admin_controlled(path)
     face_embeddings, qualities, face_problems = [], [], []
     for path in faces:
         embedding, observation, reasons = pipeline.face_from_image(path)
@@ -25,7 +31,7 @@ def evidence_from_files(pipeline, faces: list[Path], voices: list[Path], min_spe
             face_problems.extend(r for r in reasons if r)
     voice, seconds, voice_problems = None, 0.0, ("no_speech",)
     for path in voices[:1]:
-        result = pipeline.voice_from_wav(path, min_speech_seconds)
+        result = pipeline.voice_from_samples(read_wav(path, MAX_SAMPLE_SECONDS), min_speech_seconds)
         voice, seconds, voice_problems = result.embedding, result.speech_seconds, tuple(result.problems)
     return Evidence(tuple(face_embeddings), float(np.mean(qualities)) if qualities else 0.0,
                     tuple(face_problems), voice, seconds, voice_problems)
