@@ -16,6 +16,7 @@ from daemon.cli import print_json
 from daemon.config import Config
 from daemon.errors import EnrolmentError, SourceError
 from daemon.fuse.fusion import score_candidates
+from daemon.inference import selftest
 from daemon.decide.decision import decide
 from daemon.service import door
 from daemon.state.templates import Person
@@ -301,4 +302,5 @@ def lockout(config: Config, args) -> int:
 
 #: Sub-command name → function.
 COMMANDS = {"run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
-            "verify": verify, "calibrate": calibrate, "lockout": lockout}
+            "verify": verify, "calibrate": calibrate, "lockout": lockout,
+            "self-test": selftest.command}

@@ -1,0 +1,1 @@
+"""Running the TFLite models: loading, verification and the start-up self-test."""
