@@ -7,6 +7,11 @@ to use)::
     bash tools/build_models.sh            # everything: venvs, builds, manifest, report
     python tools/build_models.py --report # only the report, from models/manifest.json
     python tools/build_models.py --check  # verify every file against the manifest
+    python tools/build_models.py --selftest-refs  # only regenerate the self-test references
+
+After the builders, the self-test references (``models/selftest.npz`` and the manifest's
+``selftest`` block, ``tools/modelbuild/selftest_refs.py``) are regenerated from the new files, so
+that ``avid self-test`` checks the models that were just built.
 
 The builders write the ``.tflite`` files and their entries in ``models/manifest.json``; this
 script only orchestrates them and turns the manifest into the human report.
@@ -44,6 +49,14 @@ def build(names: list[str]) -> None:
         print(f"== building {name} with {python}", flush=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT), **extra}
         subprocess.run([str(python), *args], cwd=ROOT, env=env, check=True)
+
+
+def selftest_refs() -> None:
+    """Regenerate the start-up self-test references from the models as they are now."""
+    print("== self-test references", flush=True)
+    python = BUILD / "venv-runtime/bin/python"
+    subprocess.run([str(python if python.exists() else sys.executable), "-m", "tools.modelbuild.selftest_refs"],
+                   cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
 
 
 def check() -> int:
@@ -116,11 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(BUILDERS), help="build only these models")
     parser.add_argument("--report", action="store_true", help="only write models/README.md")
     parser.add_argument("--check", action="store_true", help="only verify the files against the manifest")
+    parser.add_argument("--selftest-refs", action="store_true",
+                        help="only regenerate the self-test references (models/selftest.npz)")
     args = parser.parse_args(argv)
     if args.check:
         return check()
+    if args.selftest_refs:
+        selftest_refs()
+        return check()
     if not args.report:
         build(args.only or list(BUILDERS))
+        selftest_refs()
     report()
     return check()
 
