@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("path", nargs="?", type=Path, help="config file (same as --config)")
 
+    p = sub.add_parser("self-test", help="check every model against its bundled reference outputs "
+                                         "on this CPU and runtime (exit 1: refuse to start)")
+    _add_common(p)
+
     p = sub.add_parser("enroll", help="enrol a person from files or live from the camera and microphone")
     _add_common(p)
     p.add_argument("name", help="the person's name (letters, digits, '.', '_' or '-')")

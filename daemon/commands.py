@@ -145,6 +145,12 @@ def status(config: Config, args) -> int:
     return 3
 
 
+def self_test(config: Config, args) -> int:
+    from daemon.inference import selftest
+
+    return selftest.command(config, args)
+
+
 def relock(config: Config, args) -> int:
     from daemon.service.relock import relock_command
 
@@ -152,5 +158,5 @@ def relock(config: Config, args) -> int:
 
 
 #: Sub-command name → function.
-COMMANDS = {"status": status, "relock": relock, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
+COMMANDS = {"status": status, "relock": relock, "self-test": self_test, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}

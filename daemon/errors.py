@@ -17,6 +17,14 @@ class ModelError(AvidError, RuntimeError):
     """A model file is missing, corrupt, or does not match the manifest."""
 
 
+class ModelSelfTestError(ModelError):
+    """A model computes outputs too far from its bundled reference outputs on this CPU and runtime
+    (a new CPU, runtime or kernel that silently computes wrong embeddings). ``report`` holds the
+    self-test's report when the models were run."""
+
+    report = None
+
+
 class SourceError(AvidError, IOError):
     """A camera or microphone source failed."""
 

@@ -66,6 +66,11 @@ class Pipeline:
         self.vad = vad
         self.max_speech_seconds = max_speech_seconds
 
+    def loaded_models(self) -> dict:
+        """The loaded TFLite models by manifest name (for the start-up self-test)."""
+        return {"face_detector": self.detector.model, "face_encoder": self.face_encoder.model,
+                "speaker_encoder": self.speaker_encoder.model}
+
     def warm_up(self) -> None:
         """Run every model once so that the first person at the door does not pay for set-up."""
         blank = np.full((480, 640, 3), 64, np.uint8)

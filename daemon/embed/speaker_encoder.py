@@ -89,6 +89,11 @@ class SpeakerEncoder:
         """The sha256 of the loaded model file."""
         return self._model.sha256
 
+    @property
+    def model(self):
+        """The loaded :class:`~daemon.inference.tflite.TFLiteModel`."""
+        return self._model
+
     def embed_window(self, mel_window: np.ndarray) -> np.ndarray:
         """Embed one ``(160, 40)`` linear-power mel window; returns an L2-normalised ``(256,)``."""
         mel_window = np.asarray(mel_window, dtype=np.float32)

@@ -25,6 +25,7 @@ from daemon.detect.vad import VadSettings
 from daemon.decide.lockout import Lockout, LockoutPolicy
 from daemon.fuse.calibration import OperatingPoint, load_operating_point
 from daemon.fuse.fusion import FusionParams
+from daemon.inference.selftest import run_selftest
 from daemon.inference.tflite import DEFAULT_MODELS_DIR
 from daemon.liveness.check import LivenessCheck, make_liveness_check
 from daemon.pipeline import Pipeline
@@ -50,13 +51,17 @@ def make_fusion(config: Config, point: OperatingPoint) -> FusionParams:
 
 
 def make_pipeline(config: Config) -> Pipeline:
-    """Load and verify every model named by the config."""
-    return Pipeline(config.models.directory, config.models.num_threads,
-                    min_face_width_px=config.attempt.min_face_width_px,
-                    min_brightness=config.attempt.min_brightness,
-                    min_face_score=config.attempt.min_face_score,
-                    vad=VadSettings.from_config(config),
-                    max_speech_seconds=config.attempt.max_speech_seconds)
+    """Load and verify every model named by the config, and check that they compute what they
+    should on this CPU and runtime (:func:`~daemon.inference.selftest.run_selftest`: a model whose
+    outputs are wrong stops the command, and the door stays locked)."""
+    pipeline = Pipeline(config.models.directory, config.models.num_threads,
+                        min_face_width_px=config.attempt.min_face_width_px,
+                        min_brightness=config.attempt.min_brightness,
+                        min_face_score=config.attempt.min_face_score,
+                        vad=VadSettings.from_config(config),
+                        max_speech_seconds=config.attempt.max_speech_seconds)
+    run_selftest(config.models.directory, config.models.num_threads, models=pipeline.loaded_models())
+    return pipeline
 
 
 def open_store(config: Config, fingerprint: str, create_key: bool = False) -> TemplateStore:
