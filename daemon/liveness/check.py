@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+import numpy as np
+
 from daemon.detect.face_landmarks import FaceLandmarker
 from daemon.inference.tflite import DEFAULT_MODELS_DIR
 from daemon.liveness.result import LivenessResult
@@ -66,6 +68,28 @@ class LivenessCheck:
         record = self._record(attempt)
         with record.lock:
             record.audio.append((t, samples))
+
+    def mouth_track(self, attempt) -> tuple[np.ndarray, np.ndarray]:
+        """Frame times and mouth openings (NaN without a face) of an attempt so far, from the
+        landmarks already computed: the challenge's check of the mouth per answer reads these."""
+        record = self._record(attempt)
+        faces = FaceTrackBuilder(history_s=HISTORY_SECONDS)
+        with record.lock:
+            for t, face, landmarks in record.frames:
+                faces.add(t, face, landmarks)
+        track = faces.build()
+        return track.t, track.mouth
+
+    def audio(self, attempt) -> tuple[float, np.ndarray] | None:
+        """The attempt's audio as one array and the time of its first sample (None when none was
+        heard); blocks that do not follow on are joined anyway (a gap shifts later answers, which
+        can only fail them)."""
+        record = self._record(attempt)
+        with record.lock:
+            blocks = list(record.audio)
+        if not blocks:
+            return None
+        return blocks[0][0], np.concatenate([np.asarray(b, np.float32).reshape(-1) for _, b in blocks])
 
     def judge(self, attempt) -> LivenessResult:
         """The liveness result of a finished :class:`~daemon.decide.attempt.Attempt`."""
