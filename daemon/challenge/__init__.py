@@ -13,7 +13,8 @@ A recording cannot know the digits nor when they will be asked. The stage's inte
 
 from daemon.challenge.digits import DigitTemplates, recognise
 from daemon.challenge.prompts import Challenge, ChallengeParams, Prompt, new_challenge
-from daemon.challenge.verify import ChallengeResult, judge_challenge, template_content
+from daemon.challenge.result import ChallengeResult
+from daemon.challenge.verify import judge_challenge, template_content
 
 CHOICE = """\
 The content check is speaker-dependent MFCC + DTW against the person's own two enrolment takes of

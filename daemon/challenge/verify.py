@@ -11,19 +11,18 @@ the onsets are looked for (the loudspeaker is heard by the microphone).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from daemon.challenge.digits import DigitTemplates, recognise
 from daemon.challenge.prompts import Challenge, ChallengeParams
+from daemon.challenge.result import REASONS, ChallengeResult
 
 log = logging.getLogger(__name__)
 
 FRAME_S = 0.01
-#: Why a challenge fails, in the order they are tested.
-REASONS = ("no_challenge", "not_answered", "mouth_still", "wrong_answer")
 
 
 @dataclass(frozen=True)
@@ -37,28 +36,6 @@ class Answer:
     @property
     def found(self) -> bool:
         return self.start is not None
-
-
-@dataclass(frozen=True)
-class ChallengeResult:
-    """Outcome of a challenge, as the decision reads it.
-
-    ``passed`` needs at least ``min_correct`` answers that were timed, spoken by an opening mouth and
-    recognised as the prompted digit; ``people`` are the enrolled people whose own recordings the
-    answers matched (None when the content was not checked per person: it then holds for anyone).
-    ``reason`` is one of :data:`REASONS` when it failed. Holds no audio and no digits.
-    """
-
-    passed: bool
-    reason: str = ""
-    answered: int = 0
-    correct: int = 0
-    prompts: int = 0
-    people: frozenset[str] | None = field(default=None)
-
-    def passed_for(self, person: str) -> bool:
-        """Whether the challenge passed with ``person``'s own recordings of the digits."""
-        return self.passed and (self.people is None or person in self.people)
 
 
 def levels_db(samples: np.ndarray, sample_rate_hz: int = 16000) -> np.ndarray:
