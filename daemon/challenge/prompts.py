@@ -32,8 +32,9 @@ class ChallengeParams:
     max_answer_s: float = 1.0
     #: DTW distance (see :mod:`daemon.challenge.digits`) under which the nearest digit is believed.
     max_distance: float = 6.0
-    #: The mouth's opening during an answer must exceed its opening at rest before it by this much.
-    min_mouth_opening: float = 0.03
+    #: From ``mouth_lead_s`` before an answer to its end the mouth opening must vary this much.
+    min_mouth_movement: float = 0.05
+    mouth_lead_s: float = 0.3
 
     def __post_init__(self):
         if not 1 <= self.min_correct <= self.digits:

@@ -39,19 +39,24 @@ class Answer:
 
 
 def levels_db(samples: np.ndarray, sample_rate_hz: int = 16000) -> np.ndarray:
-    """Level (dB) of each 10 ms frame."""
+    """Level (dB) of each 10 ms frame, of the power averaged over 50 ms around it (so that the
+    flicker of a noisy background does not read as speech)."""
     hop = int(sample_rate_hz * FRAME_S)
     n = samples.size // hop
     frames = np.asarray(samples[:n * hop], np.float64).reshape(n, hop)
-    return 10.0 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
+    power = (frames ** 2).mean(axis=1)
+    if n >= 5:
+        power = np.convolve(power, np.ones(5) / 5, mode="same")
+    return 10.0 * np.log10(power + 1e-12)
 
 
 def speech_runs(levels: np.ndarray, masked: np.ndarray | None = None,
-                merge_frames: int = 15) -> list[tuple[int, int]]:
-    """Runs of speech frames ``(first, last)``, by two thresholds over the attempt's noise floor (its
-    10th percentile level): a run holds frames 5 dB over the floor (weak onsets such as the /s/ of
-    "six" are only that loud) and at least two in a row 12 dB over it, within 35 dB of the loudest
-    frame; runs closer than ``merge_frames`` are one. The door's own prompts (``masked``) are silence.
+                merge_frames: int = 15) -> list[tuple[int, int, int]]:
+    """Runs of speech frames ``(first, voiced, last)``, by two thresholds over the attempt's noise
+    floor (its 10th percentile level): a run holds frames 5 dB over the floor (weak sounds such as
+    the /s/ of "six" or a breath are only that loud) and two in a row 12 dB over it, within 35 dB of
+    the loudest frame, the first of which is ``voiced``; runs closer than ``merge_frames`` are one.
+    The door's own prompts (``masked``) are silence.
     """
     masked = np.zeros(levels.shape, bool) if masked is None else masked
     usable = levels[~masked]
@@ -69,11 +74,12 @@ def speech_runs(levels: np.ndarray, masked: np.ndarray | None = None,
         j = i
         while j + 1 < n and weak[j + 1]:
             j += 1
-        if strong[i:j + 1].any():
-            if runs and i - runs[-1][1] <= merge_frames:
-                runs[-1] = (runs[-1][0], j)
+        loud = np.flatnonzero(strong[i:j + 1])
+        if loud.size:
+            if runs and i - runs[-1][2] <= merge_frames:
+                runs[-1] = (runs[-1][0], runs[-1][1], j)
             else:
-                runs.append((i, j))
+                runs.append((i, i + int(loud[0]), j))
         i = j + 1
     return runs
 
@@ -81,7 +87,9 @@ def speech_runs(levels: np.ndarray, masked: np.ndarray | None = None,
 def find_answers(challenge: Challenge, samples: np.ndarray, samples_t0: float,
                  params: ChallengeParams, sample_rate_hz: int = 16000) -> list[Answer]:
     """The answer to each prompt in ``samples`` (whose first sample was taken at ``samples_t0`` on
-    the capture clock)."""
+    the capture clock): the first run of speech whose voiced onset falls in the prompt's window,
+    that began no earlier than the prompt ended (a breath may come before the voice) and followed
+    ``rest_s`` of silence."""
     levels = levels_db(np.asarray(samples, np.float32).reshape(-1), sample_rate_hz)
     frame_t = samples_t0 - challenge.started_at + (np.arange(levels.size) + 0.5) * FRAME_S
     masked = np.zeros(levels.size, bool)
@@ -96,11 +104,17 @@ def find_answers(challenge: Challenge, samples: np.ndarray, samples_t0: float,
     for prompt in challenge.prompts:
         low, high = prompt.window(params)
         answer = Answer(None)
-        for k, (first, last) in enumerate(runs):
-            previous_end = runs[k - 1][1] if k else -rest - 1
-            if low <= frame_t[first] <= high and first - previous_end > rest and first >= rest:
-                last = min(last, first + longest - 1)
-                answer = Answer(float(frame_t[first] - FRAME_S / 2), float(frame_t[last] + FRAME_S / 2))
+        for k, (first, voiced, last) in enumerate(runs):
+            previous_end = runs[k - 1][2] if k else -rest - 1
+            if (low <= frame_t[voiced] <= high and frame_t[first] >= prompt.at + prompt.duration_s
+                    and first - previous_end > rest and first >= rest):
+                # The answer runs on over every run that starts within max_answer_s of its voice.
+                for later_first, _, later_last in runs[k + 1:]:
+                    if later_first >= voiced + longest:
+                        break
+                    last = later_last
+                last = min(last, voiced + longest - 1)
+                answer = Answer(float(frame_t[voiced] - FRAME_S / 2), float(frame_t[last] + FRAME_S / 2))
                 break
         answers.append(answer)
     return answers
@@ -117,20 +131,21 @@ def answer_samples(answer: Answer, challenge: Challenge, samples: np.ndarray, sa
 
 def mouth_opened(answer: Answer, mouth_t: np.ndarray, mouth: np.ndarray,
                  params: ChallengeParams) -> bool:
-    """Whether the mouth opened during ``answer`` from a rest before it.
+    """Whether the mouth moved for ``answer``: from ``mouth_lead_s`` before it started to its end,
+    the mouth opening (:func:`daemon.liveness.tracks.mouth_opening`) must vary by at least
+    ``min_mouth_movement`` (90th minus 10th percentile), from rest into the word.
 
-    ``mouth_t`` are frame times (seconds after the challenge start) and ``mouth`` the opening per
-    frame (:func:`daemon.liveness.tracks.mouth_opening`; NaN where no face). During the answer the
-    90th percentile of the opening must exceed the opening at rest (the median over the 0.5 s before
-    the answer, or the answer's own minimum when no frame saw it) by ``min_mouth_opening``.
+    ``mouth_t`` are frame times (seconds after the challenge start), ``mouth`` the opening per
+    frame (NaN where no face). Chosen on data: see :data:`daemon.challenge.CHOICE`.
     """
     t, m = np.asarray(mouth_t, np.float64), np.asarray(mouth, np.float64)
-    during = (t >= answer.start) & (t <= answer.end) & np.isfinite(m)
+    finite = np.isfinite(m)
+    during = (t >= answer.start) & (t <= answer.end) & finite
+    window = (t >= answer.start - params.mouth_lead_s) & (t <= answer.end) & finite
     if during.sum() < 2:
         return False
-    before = (t >= answer.start - 0.5) & (t < answer.start - 0.02) & np.isfinite(m)
-    rest = float(np.median(m[before])) if before.any() else float(m[during].min())
-    return bool(np.percentile(m[during], 90) - rest >= params.min_mouth_opening)
+    low, high = np.percentile(m[window], [10.0, 90.0])
+    return bool(high - low >= params.min_mouth_movement)
 
 
 #: ``content(index, prompted digit, answer samples) -> set of people whose recordings match``
