@@ -1,0 +1,156 @@
+"""The challenge during an attempt: draw it when the attempt starts, present each prompt when it is
+due, silence the door's own prompt audio, and judge the answers when the attempt ends.
+
+This is the capture loop's one integration point with the challenge (:class:`ChallengeRunner`):
+``start(attempt)`` from the tracker when an attempt starts, ``poll(now)`` from the main thread,
+``mask(t, samples)`` on every audio block, ``judge(attempt, liveness, people)`` for the evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from daemon.challenge.digits import DigitTemplates
+from daemon.challenge.present import Presenter, make_presenter
+from daemon.challenge.prompts import Challenge, ChallengeParams, new_challenge
+from daemon.challenge.result import ChallengeResult
+from daemon.challenge.verify import judge_challenge, template_content
+
+log = logging.getLogger(__name__)
+
+
+class _Running:
+    """One attempt's challenge and what has been presented of it (times on the capture clock)."""
+
+    def __init__(self, challenge: Challenge):
+        self.challenge = challenge
+        self.shown_at: list[float | None] = [None] * len(challenge.prompts)
+
+
+class ChallengeRunner:
+    """Presents a random challenge per attempt through ``presenter`` and judges the answers.
+
+    ``clock`` must be the capture clock (the attempt's times); ``rng`` defaults to :mod:`secrets`.
+    """
+
+    def __init__(self, presenter: Presenter, params: ChallengeParams = ChallengeParams(),
+                 clock: Callable[[], float] = time.monotonic, rng=None):
+        self.presenter = presenter
+        self.params = params
+        self._clock = clock
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._current: tuple[object, _Running] | None = None
+
+    def start(self, attempt) -> Challenge:
+        """Draw the challenge of a new attempt and hold the attempt open until it is over."""
+        challenge = new_challenge(self.params, started_at=attempt.started_at,
+                                  prompt_seconds=self.presenter.prompt_seconds, rng=self._rng)
+        running = _Running(challenge)
+        with self._lock:
+            self._current = (attempt, running)
+        attempt.challenge_record = running
+        attempt.hold_until = attempt.started_at + challenge.ends_at(self.params)
+        log.debug("attempt %s: challenge of %d prompts", getattr(attempt, "id", "?"),
+                  len(challenge.prompts))
+        return challenge
+
+    def poll(self, now: float | None = None) -> None:
+        """Present every prompt that is due (call often: a prompt is late by at most the interval
+        between calls, and its answer window follows the time it was really presented)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            current = self._current
+        if current is None:
+            return
+        attempt, running = current
+        if getattr(attempt, "ended_at", None) is not None:
+            with self._lock:
+                if self._current is current:
+                    self._current = None
+            self.presenter.clear()
+            return
+        challenge = running.challenge
+        for index, prompt in enumerate(challenge.prompts):
+            if running.shown_at[index] is None and now >= challenge.started_at + prompt.at:
+                running.shown_at[index] = now
+                try:
+                    self.presenter.show(prompt.digit, index, len(challenge.prompts))
+                except Exception as exc:  # the answer then cannot come: the attempt fails closed
+                    log.error("prompt device failed: %s", exc)
+
+    def mask(self, t: float, samples: np.ndarray) -> np.ndarray:
+        """``samples`` (first taken at ``t``) with the door's own spoken prompts silenced, so that
+        neither the VAD, the voice nor the answers hear the loudspeaker."""
+        with self._lock:
+            current = self._current
+        if current is None or not samples.size:
+            return samples
+        _, running = current
+        out = None
+        for index, prompt in enumerate(running.challenge.prompts):
+            shown = running.shown_at[index]
+            if shown is None or prompt.duration_s <= 0:
+                continue
+            # Plus 50 ms: the room's echo.
+            start, end = shown - 0.02, shown + prompt.duration_s + 0.05
+            first = max(0, int((start - t) * 16000))
+            last = min(samples.size, int(np.ceil((end - t) * 16000)))
+            if first < last:
+                out = samples.copy() if out is None else out
+                out[first:last] = 0.0
+        return samples if out is None else out
+
+    def presented(self, attempt) -> Challenge | None:
+        """The attempt's challenge as it was really presented (prompts never shown are dropped,
+        which fails them)."""
+        running = getattr(attempt, "challenge_record", None)
+        if running is None:
+            return None
+        challenge = running.challenge
+        prompts = tuple(dataclasses.replace(p, at=shown - challenge.started_at)
+                        for p, shown in zip(challenge.prompts, running.shown_at) if shown is not None)
+        return dataclasses.replace(challenge, prompts=prompts + tuple(
+            dataclasses.replace(p, at=float("inf")) for p, shown in
+            zip(challenge.prompts, running.shown_at) if shown is None))
+
+    def judge(self, attempt, liveness, people: Iterable) -> ChallengeResult:
+        """Judge the attempt's answers with the audio and mouth track the liveness check recorded
+        and every enrolled person's own recordings of the digits."""
+        challenge = self.presented(attempt)
+        if challenge is None or liveness is None:
+            return ChallengeResult(False, "no_challenge")
+        audio = liveness.audio(attempt)
+        mouth_t, mouth = liveness.mouth_track(attempt)
+        templates = {p.name: DigitTemplates.from_arrays(p.digits) for p in people if p.digits}
+        if audio is None:
+            return ChallengeResult(False, "not_answered", 0, 0, len(challenge.prompts))
+        t0, samples = audio
+        return judge_challenge(challenge, samples, t0, mouth_t, mouth,
+                               template_content(templates, self.params), list(templates),
+                               self.params)
+
+    def close(self) -> None:
+        """Release the prompt device (idempotent)."""
+        self.presenter.close()
+
+
+def params_from_config(config) -> ChallengeParams:
+    """The challenge settings of ``config.challenge``."""
+    section = config.challenge
+    return ChallengeParams(digits=section.digits, min_correct=min(section.min_correct, section.digits),
+                           max_latency_s=section.max_answer_delay_seconds)
+
+
+def make_challenge_runner(config, clock: Callable[[], float] = time.monotonic) -> ChallengeRunner | None:
+    """The configured challenge, or None without a prompt device (``prompt.backend: none``)."""
+    presenter = make_presenter(config.prompt, config.state_dir)
+    if presenter is None:
+        return None
+    return ChallengeRunner(presenter, params_from_config(config), clock)
