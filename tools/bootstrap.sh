@@ -8,6 +8,7 @@
 #   systemd        (test) systemd-analyze, to verify the unit and its security score offline
 #   python3-seccomp (test) libseccomp for /usr/bin/python3: tools/run_sandboxed.py applies the unit's
 #                  SystemCallFilter= and MemoryDenyWriteExecute= in tests/test_systemd_unit.py
+#   espeak-ng      (test) renders the spoken challenge prompts (prompt.backend: speaker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -19,6 +20,7 @@ ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || missing+=(libportaudi
 if [[ $mode == test ]]; then
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
+    command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""

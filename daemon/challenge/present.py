@@ -224,3 +224,23 @@ def make_presenter(prompt_config, state_dir: Path | None = None) -> Presenter | 
         return DisplayPresenter(open_display(options.driver, options.i2c_port, options.i2c_address,
                                              options.width_px, options.height_px))
     raise PromptError(f"unknown prompt backend {backend!r}")
+
+
+def main(argv=None) -> int:
+    """``python -m daemon.challenge.present DIR``: render the ten prompts into DIR (tools/install.sh)."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m daemon.challenge.present DIRECTORY", file=sys.stderr)
+        return 2
+    try:
+        paths = render_prompts(Path(args[0]))
+    except PromptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(paths)} prompts in {args[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -80,6 +80,9 @@ class ChallengeRunner:
         for index, prompt in enumerate(challenge.prompts):
             if running.shown_at[index] is None and now >= challenge.started_at + prompt.at:
                 running.shown_at[index] = now
+                if index == len(challenge.prompts) - 1:
+                    # The end of speech after the last answer's window opened ends the attempt.
+                    attempt.release_after = now + prompt.duration_s + self.params.min_latency_s
                 try:
                     self.presenter.show(prompt.digit, index, len(challenge.prompts))
                 except Exception as exc:  # the answer then cannot come: the attempt fails closed
@@ -154,3 +157,26 @@ def make_challenge_runner(config, clock: Callable[[], float] = time.monotonic) -
     if presenter is None:
         return None
     return ChallengeRunner(presenter, params_from_config(config), clock)
+
+
+#: Said at start-up and by ``avid check-config`` when there is no prompt device.
+NO_CHALLENGE_WARNING = ("no prompt device (prompt.backend: none): no random challenge, so a video "
+                        "of an enrolled person played with its own audio on a phone is NOT stopped "
+                        "(SECURITY.md)")
+
+
+def startup_warning(config, people) -> None:
+    """Log what the challenge can and cannot do with this configuration and these people."""
+    if config.prompt.backend == "none":
+        log.warning(NO_CHALLENGE_WARNING)
+        return
+    missing = sorted(p.name for p in people if not p.digits)
+    log.info("challenge on: %d digits per attempt through the %s prompt device",
+             config.challenge.digits, config.prompt.backend)
+    if missing:
+        log.warning("%d enrolled person(s) without digit recordings cannot answer the challenge "
+                    "and will be refused: %s (enrol them again with --digits)",
+                    len(missing), ", ".join(missing))
+    if config.prompt.backend == "log":
+        log.warning("prompt.backend is 'log': prompts go to the log only, nobody at the door "
+                    "sees them (tests and the demo)")

@@ -10,6 +10,7 @@ and how it is judged (:func:`daemon.liveness.sync.check_liveness`) stays inside 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 
 import numpy as np
@@ -111,12 +112,19 @@ class LivenessCheck:
 
 
 def make_liveness_check(config, calibrated_threshold: float | None) -> LivenessCheck | None:
-    """The configured check, or None when ``liveness.required`` is off."""
-    if not config.liveness.required:
+    """The configured check, or None when ``liveness.required`` is off and there is no challenge
+    (the challenge reads the audio and mouth track the check records)."""
+    challenge = config.prompt.backend != "none"
+    if not config.liveness.required and not challenge:
         return None
     params = LivenessParams(max_lag_ms=float(config.liveness.max_lag_ms))
     if calibrated_threshold is not None:
         params = dataclasses.replace(params, min_sync_correlation=float(calibrated_threshold))
+    if challenge:
+        # With the challenge the mouth is checked per answer (daemon/challenge/verify.py), which
+        # replaces the sync correlation; the still-face rule stays (see SECURITY.md for the data).
+        params = dataclasses.replace(params, min_sync_correlation=-1.0, min_sync_contrast=-math.inf,
+                                     max_far_advantage=math.inf)
     landmarker = FaceLandmarker(models_dir=config.models.directory or DEFAULT_MODELS_DIR,
                                 num_threads=config.models.num_threads)
     return LivenessCheck(landmarker, params, config.microphone.block_ms / 1000,

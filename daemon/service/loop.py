@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("daemon.decision")
 
 #: Reasons that count towards the lockout: attempts that reached a comparison or the liveness check.
-COUNTED_FAILURES = frozenset({"no_match", "face_mismatch", "voice_mismatch", "ambiguous", "liveness_failed"})
+COUNTED_FAILURES = frozenset({"no_match", "face_mismatch", "voice_mismatch", "ambiguous", "liveness_failed",
+                              "challenge_failed"})
 SETTLE_TIMEOUT_SECONDS = 2.0
 
 
@@ -111,6 +112,10 @@ class CaptureLoop:
         self._jobs: queue.Queue = queue.Queue(maxsize=8)
         self._finished: queue.Queue = queue.Queue()
         self.tracker = AttemptTracker(self.config.attempt, self._dispatch, self._finished.put)
+        #: The random challenge (daemon/challenge/runner.py), None without a prompt device.
+        self.challenge = getattr(door, "challenge", None)
+        if self.challenge is not None:
+            self.tracker.on_start = self.challenge.start
         self._vad = VadSettings.from_config(self.config)
         status = notifier.status if notifier is not None else None
         self.camera = DeviceHealth("camera", status)
@@ -145,6 +150,8 @@ class CaptureLoop:
                 if attempt is not None:
                     self._decide(attempt)
                 now = self._clock()
+                if self.challenge is not None:
+                    self.challenge.poll(now)
                 self.tracker.poll(now)
                 if self._health is not None:
                     self._health.iteration_done()
@@ -211,6 +218,8 @@ class CaptureLoop:
                 pending = np.zeros(0, np.float32)
                 return
             self.microphone.recovered()
+            if self.challenge is not None:
+                samples = self.challenge.mask(item.t, samples)
             attempt = self.tracker.current
             if attempt is not None and self.liveness is not None:
                 self.liveness.observe_audio(attempt, item.t, samples)
@@ -297,7 +306,8 @@ class CaptureLoop:
                 self.lockout.record_failure()
         except AvidError as exc:
             log.error("lockout state not saved: %s", exc)
-        abandoned = attempt.end_reason == "timeout" and attempt.speech_started_at is None
+        abandoned = (attempt.end_reason in ("timeout", "challenge_done")
+                     and attempt.speech_started_at is None)
         self._log_decision(attempt, decision, latency_ms, abandoned)
         event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at)
         self.events.append(event)
@@ -313,7 +323,19 @@ class CaptureLoop:
         evidence = attempt.evidence(self.pipeline.embed_window, self.config.attempt.min_speech_seconds)
         if self.door.policy.liveness_required and not evidence.problems and not evidence.error:
             evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt))
+        if self.door.policy.challenge_required and not evidence.problems and not evidence.error:
+            evidence = dataclasses.replace(evidence, challenge=self._check_challenge(attempt))
         return evidence
+
+    def _check_challenge(self, attempt: Attempt):
+        from daemon.challenge.result import ChallengeResult
+        if self.challenge is None:
+            return ChallengeResult(False, "no_challenge")
+        try:
+            return self.challenge.judge(attempt, self.liveness, self.door.people())
+        except Exception as exc:
+            log.error("attempt %d: challenge check failed: %s", attempt.id, exc)
+            return ChallengeResult(False, f"error: {type(exc).__name__}")
 
     def _check_liveness(self, attempt: Attempt) -> LivenessResult:
         if self.liveness is None:
