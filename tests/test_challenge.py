@@ -108,10 +108,19 @@ def test_wrong_digits_in_time_fail_as_wrong_answer(theo):
     assert not result.passed and result.reason == "wrong_answer"
 
 
-def test_still_mouth_fails(theo):
+def test_a_still_face_fails(theo):
     challenge = new_challenge(PARAMS, rng=random.Random(6))
     audio, t, _ = answered(challenge, "theo")
     result = judge_challenge(challenge, audio, 0.0, t, np.full(t.size, 0.1),
+                             template_content({"theo": theo}, PARAMS), ["theo"])
+    assert not result.passed and result.reason == "still_face"
+
+
+def test_a_mouth_that_moves_for_one_answer_only_fails(theo):
+    challenge = new_challenge(PARAMS, rng=random.Random(6))
+    audio, t, mouth = answered(challenge, "theo")
+    mouth[t > challenge.prompts[1].at] = 0.02
+    result = judge_challenge(challenge, audio, 0.0, t, mouth,
                              template_content({"theo": theo}, PARAMS), ["theo"])
     assert not result.passed and result.reason == "mouth_still"
 

@@ -202,7 +202,7 @@ def test_runner_judges_answers_recorded_by_the_liveness_check():
     # The same answers with the mouth shut throughout: the voice is not the face's.
     record.frames[:] = [(t, face, synthetic_landmarks(0.02)) for t, face, _ in record.frames]
     still = runner.judge(attempt, liveness, people)
-    assert not still.passed and still.reason == "mouth_still"
+    assert not still.passed and still.reason == "still_face"
 
 
 def test_runner_without_recordings_fails_closed():

@@ -437,8 +437,8 @@ def with_challenge(recordings: dict, fsdd_dir: Path, liveness: LivenessParams, d
     params = challenge_eval.ChallengeParams()
     bank = challenge_eval.DigitBank(fsdd_dir, params)
     attacks = {name: recordings[name] for name in ATTACK_TYPES}
-    outcomes = challenge_eval.evaluate_av(recordings["bona_fide"], attacks, bank, params, draws,
-                                          liveness=liveness)
+    outcomes = challenge_eval.evaluate_av(recordings["bona_fide"], attacks, bank, params, draws)
+    excluded = outcomes.pop("excluded")
     digits = challenge_eval.evaluate_digits(bank, params, trials=20 * draws)
     outcomes["digit_replay"] = digits["digit_replay"]
     if details is not None:
@@ -450,6 +450,7 @@ def with_challenge(recordings: dict, fsdd_dir: Path, liveness: LivenessParams, d
     return {
         "bpcer": bona_fide["rate"], "bpcer_ci95": bona_fide["ci95"],
         "n_bona_fide": bona_fide["trials"], "bona_fide_recordings": bona_fide["recordings"],
+        "bona_fide_excluded": excluded,
         "apcer": {name: s["rate"] for name, s in species.items()},
         "apcer_ci95": {name: s["ci95"] for name, s in species.items()},
         "n_attacks": {name: s["trials"] for name, s in species.items()},
@@ -458,7 +459,7 @@ def with_challenge(recordings: dict, fsdd_dir: Path, liveness: LivenessParams, d
         "n_bona_fide_audio_only": audio_only["trials"],
         "challenge": {"digits": params.digits, "min_correct": params.min_correct,
                       "draws_per_recording": draws, "sync_check": "off (the challenge's mouth "
-                      "check per answer replaces it; the still-face rule stays)",
+                      "check per answer replaces it; the still-face rule applies to the answers)",
                       "stand_ins": "answers' words from free-spoken-digit speakers; human latency "
                                    "0.3-0.8 s assumed (tools/challenge_eval.py)"}}
 

@@ -31,10 +31,14 @@ class ChallengeParams:
     end_silence_s: float = 0.15
     max_answer_s: float = 1.0
     #: DTW distance (see :mod:`daemon.challenge.digits`) under which the nearest digit is believed.
-    max_distance: float = 6.0
+    max_distance: float = 7.0
     #: From ``mouth_lead_s`` before an answer to its end the mouth opening must vary this much.
     min_mouth_movement: float = 0.05
     mouth_lead_s: float = 0.3
+    #: The liveness check's still-face rule, applied to the frames of the answers
+    #: (daemon.liveness.sync.LivenessParams has the same defaults and their calibration).
+    min_mouth_range: float = 0.04
+    min_mouth_closure: float = 0.5
 
     def __post_init__(self):
         if not 1 <= self.min_correct <= self.digits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: Why a challenge fails, in the order they are tested.
-REASONS = ("no_challenge", "not_answered", "mouth_still", "wrong_answer")
+REASONS = ("no_challenge", "not_answered", "still_face", "mouth_still", "wrong_answer")
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,22 @@ def mouth_opened(answer: Answer, mouth_t: np.ndarray, mouth: np.ndarray,
     return bool(high - low >= params.min_mouth_movement)
 
 
+def answers_not_still(answers: Sequence[Answer], mouth_t: np.ndarray, mouth: np.ndarray,
+                      params: ChallengeParams) -> bool:
+    """The liveness check's still-face rule (:mod:`daemon.liveness.sync`: the mouth opening varies
+    by ``min_mouth_range`` and closes between openings, ``min_mouth_closure``) over the frames of
+    the answers (from ``mouth_lead_s`` before each to its end): between answers a live face rests,
+    so the whole attempt would dilute it."""
+    from daemon.liveness.sync import mouth_closure, robust_range
+    t, m = np.asarray(mouth_t, np.float64), np.asarray(mouth, np.float64)
+    inside = np.zeros(t.shape, bool)
+    for answer in answers:
+        inside |= (t >= answer.start - params.mouth_lead_s) & (t <= answer.end)
+    values = m[inside & np.isfinite(m)]
+    return bool(robust_range(values) >= params.min_mouth_range
+                and mouth_closure(values) >= params.min_mouth_closure)
+
+
 #: ``content(index, prompted digit, answer samples) -> set of people whose recordings match``
 Content = Callable[[int, str, np.ndarray], frozenset]
 
@@ -186,6 +202,7 @@ def judge_challenge(challenge: Challenge | None, samples: np.ndarray | None, sam
     rel_t = np.asarray(mouth_t, np.float64) - challenge.started_at
     timed = [i for i, a in enumerate(answers) if a.found]
     moving = [i for i in timed if mouth_opened(answers[i], rel_t, mouth, params)]
+    still = not answers_not_still([answers[i] for i in timed], rel_t, mouth, params)
     votes = {p: 0 for p in people}
     for i in moving:
         segment = answer_samples(answers[i], challenge, samples, samples_t0, sample_rate_hz)
@@ -198,6 +215,8 @@ def judge_challenge(challenge: Challenge | None, samples: np.ndarray | None, sam
     reason = ""
     if len(timed) < need:
         reason = "not_answered"
+    elif still:
+        reason = "still_face"
     elif len(moving) < need:
         reason = "mouth_still"
     elif not passing:

@@ -121,10 +121,13 @@ def make_liveness_check(config, calibrated_threshold: float | None) -> LivenessC
     if calibrated_threshold is not None:
         params = dataclasses.replace(params, min_sync_correlation=float(calibrated_threshold))
     if challenge:
-        # With the challenge the mouth is checked per answer (daemon/challenge/verify.py), which
-        # replaces the sync correlation; the still-face rule stays (see SECURITY.md for the data).
+        # With the challenge the mouth is checked per answer and the still-face rule over the
+        # answers (daemon/challenge/verify.py): over a whole attempt, mostly waiting for prompts
+        # with the mouth at rest, both would refuse live people; the sync correlation is replaced
+        # by the answers' timing (see SECURITY.md for the data).
         params = dataclasses.replace(params, min_sync_correlation=-1.0, min_sync_contrast=-math.inf,
-                                     max_far_advantage=math.inf)
+                                     max_far_advantage=math.inf, min_mouth_range=0.0,
+                                     min_mouth_closure=0.0)
     landmarker = FaceLandmarker(models_dir=config.models.directory or DEFAULT_MODELS_DIR,
                                 num_threads=config.models.num_threads)
     return LivenessCheck(landmarker, params, config.microphone.block_ms / 1000,
