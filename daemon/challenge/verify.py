@@ -23,6 +23,8 @@ from daemon.challenge.result import REASONS, ChallengeResult
 log = logging.getLogger(__name__)
 
 FRAME_S = 0.01
+#: No voice is quieter than this (dBFS over 50 ms): a silent or dead microphone has no answers.
+MIN_SPEECH_DB = -60.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def speech_runs(levels: np.ndarray, masked: np.ndarray | None = None,
     """Runs of speech frames ``(first, voiced, last)``, by two thresholds over the attempt's noise
     floor (its 10th percentile level): a run holds frames 5 dB over the floor (weak sounds such as
     the /s/ of "six" or a breath are only that loud) and two in a row 12 dB over it, within 35 dB of
-    the loudest frame, the first of which is ``voiced``; runs closer than ``merge_frames`` are one.
+    the loudest frame and over :data:`MIN_SPEECH_DB`, the first of which is ``voiced``; runs closer than ``merge_frames`` are one.
     The door's own prompts (``masked``) are silence.
     """
     masked = np.zeros(levels.shape, bool) if masked is None else masked
@@ -63,7 +65,7 @@ def speech_runs(levels: np.ndarray, masked: np.ndarray | None = None,
     if usable.size == 0:
         return []
     floor, peak = np.percentile(usable, 10), usable.max()
-    strong = (levels >= max(floor + 12.0, peak - 35.0)) & ~masked
+    strong = (levels >= max(floor + 12.0, peak - 35.0, MIN_SPEECH_DB)) & ~masked
     strong = strong & (np.roll(strong, -1) | np.roll(strong, 1))
     weak = (levels >= max(floor + 5.0, peak - 45.0)) & ~masked
     runs, i, n = [], 0, levels.size
