@@ -99,30 +99,36 @@ def answering_scene(seed: int, speaker: str = "theo"):
     return video, bed
 
 
-def test_a_person_who_answers_is_let_in(challenged, pipeline, mock_factory):
+def enrol_theo(pipeline, config) -> None:
+    """Chimeric (say so): GRID s1's face with the voice of a free-spoken-digit speaker, enrolled from
+    a photo, their digit recordings as the voice sample, and the digits twice for the challenge,
+    recorded in the door's room (its background added)."""
+    import cv2
+    import wave
+
     from daemon.service import door as door_parts
     from daemon.service.enrolment import enrol_from_files
-
-    # Chimeric (say so): GRID s1's face with the voice of a free-spoken-digit speaker, enrolled from
-    # a photo, their digit recordings as the voice sample, and the digits twice for the challenge.
     fsdd = DATA / "voices" / "fsdd" / "theo"
-    photo = challenged.state_dir / "face.jpg"
-    challenged.state_dir.mkdir(parents=True, exist_ok=True)
-    import cv2
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    photo = config.state_dir / "face.jpg"
     cv2.imwrite(str(photo), clip_frames("s1_bbaf2n")[8])
-    voice_file = challenged.state_dir / "voice.wav"
-    import wave
+    voice_file = config.state_dir / "voice.wav"
     sentence = np.concatenate([read_wav(fsdd / f"{d}_{n}.wav") for n in (0, 1) for d in "0123456789"])
     with wave.open(str(voice_file), "wb") as out:
         out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
         out.writeframes((np.clip(sentence / np.abs(sentence).max() * 0.3, -1, 1) * 32767).astype("<i2").tobytes())
     face, voice = enrol_from_files(pipeline, [photo], [voice_file])
-    # Enrolled live at the same door: the takes in the same room's background.
+    photo.unlink()
+    voice_file.unlink()
     tone = room_tone(clip_audio(CLIP), 16000)
     digits = DigitTemplates.from_recordings(
         (d, spoken("theo", d, n) + tone[:spoken("theo", d, n).size]) for d in "0123456789" for n in (0, 1))
-    store = door_parts.open_store(challenged, pipeline.models_fingerprint, create_key=True)
+    store = door_parts.open_store(config, pipeline.models_fingerprint, create_key=True)
     store.save(Person("theo", face, voice, digits=digits.to_arrays()))
+
+
+def test_a_person_who_answers_is_let_in(challenged, pipeline, mock_factory):
+    enrol_theo(pipeline, challenged)
     video, audio = answering_scene(seed=11)
     events, pin = run_challenged_door(pipeline, challenged, video, audio, mock_factory, 16.0, seed=11)
     assert len(events) == 1, events

@@ -188,7 +188,7 @@ class DigitBank:
     def stand_in(self, speaker: str, prompted: str, spoken: str, rng: random.Random) -> bool:
         """Whether a take of ``spoken`` by ``speaker`` passes as the ``prompted`` digit."""
         found = self.recognised[(speaker, spoken, rng.choice(self.test_takes(speaker, spoken)))]
-        return found.digit == prompted and found.distance <= self.params.max_distance
+        return found.matches(prompted, self.params.max_distance, self.params.max_ratio)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -127,12 +127,20 @@ class DigitTemplates:
 
 @dataclass(frozen=True)
 class Recognition:
-    """Which digit an answer sounds like: ``digit`` the nearest, ``distance`` its DTW distance and
-    ``margin`` how much nearer it is than the nearest other digit."""
+    """Which digit an answer sounds like: ``digit`` the nearest, ``distance`` its DTW distance,
+    ``margin`` how much nearer it is than the nearest other digit, and ``distances`` every digit's."""
 
     digit: str | None
     distance: float
     margin: float
+    distances: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def matches(self, digit: str, max_distance: float, max_ratio: float = 1.0) -> bool:
+        """Whether the answer passes as ``digit``: within ``max_distance`` of the person's own
+        recordings of it, and at most ``max_ratio`` times as far as the nearest digit (two digits
+        the person says alike are a near tie; see :data:`daemon.challenge.CHOICE`)."""
+        distance = self.distances.get(digit, self.distance if digit == self.digit else float("inf"))
+        return bool(distance <= max_distance and distance <= max_ratio * self.distance)
 
 
 def recognise(samples: np.ndarray, templates: DigitTemplates) -> Recognition:
@@ -144,4 +152,5 @@ def recognise(samples: np.ndarray, templates: DigitTemplates) -> Recognition:
         return Recognition(None, float("inf"), 0.0)
     ranked = sorted(best.items(), key=lambda item: item[1])
     runner_up = ranked[1][1] if len(ranked) > 1 else float("inf")
-    return Recognition(ranked[0][0], float(ranked[0][1]), float(runner_up - ranked[0][1]))
+    return Recognition(ranked[0][0], float(ranked[0][1]), float(runner_up - ranked[0][1]),
+                       {d: float(v) for d, v in best.items()})

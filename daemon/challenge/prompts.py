@@ -32,6 +32,8 @@ class ChallengeParams:
     max_answer_s: float = 1.0
     #: DTW distance (see :mod:`daemon.challenge.digits`) under which the nearest digit is believed.
     max_distance: float = 7.0
+    #: The prompted digit may be this many times as far as the nearest digit (a near tie).
+    max_ratio: float = 1.1
     #: From ``mouth_lead_s`` before an answer to its end the mouth opening must vary this much.
     min_mouth_movement: float = 0.05
     mouth_lead_s: float = 0.3

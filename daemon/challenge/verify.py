@@ -171,13 +171,14 @@ Content = Callable[[int, str, np.ndarray], frozenset]
 
 
 def template_content(templates: Mapping[str, DigitTemplates], params: ChallengeParams) -> Content:
-    """The content check the door uses: the answer must be nearest to the prompted digit among a
-    person's own recordings, within ``max_distance``; returns the people for whom it is."""
+    """The content check the door uses: the answer must be (within ``max_ratio`` of) nearest to the
+    prompted digit among a person's own recordings, within ``max_distance``; returns the people for
+    whom it is."""
     def check(index: int, digit: str, samples: np.ndarray) -> frozenset:
         matched = set()
         for person, person_templates in templates.items():
-            found = recognise(samples, person_templates)
-            if found.digit == digit and found.distance <= params.max_distance:
+            if recognise(samples, person_templates).matches(digit, params.max_distance,
+                                                            params.max_ratio):
                 matched.add(person)
         return frozenset(matched)
     return check
