@@ -295,7 +295,8 @@ def choose_thresholds(bona_fide: list[dict], attacks: dict[str, list[dict]],
 def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                       params: LivenessParams = LivenessParams(), details: dict | None = None,
                       attempt_s: float = ATTEMPT_S, spoof_dir: Path | None = None,
-                      fsdd_dir: Path | None = None, challenge_draws: int = CHALLENGE_DRAWS) -> dict:
+                      fsdd_dir: Path | None = None, challenge_draws: int = CHALLENGE_DRAWS,
+                      digit_trials: int = 100) -> dict:
     """Build the bona fide and attack trials, choose the thresholds and report APCER/BPCER, for the
     door with the random challenge and without it.
 
@@ -420,7 +421,8 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
     if not fsdd_dir.is_dir():
         return {"liveness": {**without, "without_challenge": without,
                              "note": f"challenge not evaluated: no digit recordings at {fsdd_dir}"}}
-    return {"liveness": {**with_challenge(recordings, fsdd_dir, params, challenge_draws, details),
+    return {"liveness": {**with_challenge(recordings, fsdd_dir, challenge_draws, digit_trials,
+                                          details),
                          "without_challenge": without}}
 
 
@@ -430,7 +432,7 @@ def ci95(errors: int, trials: int) -> list[float] | None:
     return found["ci95"]
 
 
-def with_challenge(recordings: dict, fsdd_dir: Path, liveness: LivenessParams, draws: int,
+def with_challenge(recordings: dict, fsdd_dir: Path, draws: int, digit_trials: int,
                    details: dict | None = None) -> dict:
     """The door with the random challenge (tools/challenge_eval.py): BPCER and APCER per species
     with intervals and counts; ``digit_replay`` and ``bpcer_audio_only`` from the digit recordings."""
@@ -439,7 +441,7 @@ def with_challenge(recordings: dict, fsdd_dir: Path, liveness: LivenessParams, d
     attacks = {name: recordings[name] for name in ATTACK_TYPES}
     outcomes = challenge_eval.evaluate_av(recordings["bona_fide"], attacks, bank, params, draws)
     excluded = outcomes.pop("excluded")
-    digits = challenge_eval.evaluate_digits(bank, params, trials=20 * draws)
+    digits = challenge_eval.evaluate_digits(bank, params, trials=digit_trials)
     outcomes["digit_replay"] = digits["digit_replay"]
     if details is not None:
         details["challenge"] = {**outcomes, "fsdd_genuine": digits["fsdd_genuine"]}
