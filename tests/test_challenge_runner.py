@@ -212,3 +212,23 @@ def test_runner_without_recordings_fails_closed():
     runner.start(attempt)
     liveness = LivenessCheck(NoLandmarker(), LivenessParams(), 0.03, 3, 10)
     assert runner.judge(attempt, liveness, []).reason == "not_answered"
+
+
+def test_check_config_says_replay_is_not_stopped_without_a_prompt_device():
+    from daemon.config import summary
+    assert "no challenge: a replayed video of a resident is not stopped" in summary(Config())
+    assert "prompt=display challenge=4_digits" in summary(
+        parse_config("prompt: {backend: display, display: {driver: dummy}}"))
+
+
+def test_prompt_config_mistakes_are_listed_together():
+    from daemon.config import InvalidConfig
+    with pytest.raises(InvalidConfig) as caught:
+        parse_config("prompt: {backend: log, speaker: {voice: 'a b'}, display: {i2c_port: 99}}\n"
+                     "challenge: {digits: 2, min_correct: 3}")
+    report = caught.value.report()
+    for expected in ("prompt.speaker: options for the speaker backend, but backend is 'log'",
+                     "prompt.display: options for the display backend",
+                     "prompt.speaker.voice", "prompt.display.i2c_port",
+                     "challenge.min_correct: 3 is more than the 2 digits asked"):
+        assert expected in report, report
