@@ -22,7 +22,7 @@ def run_daemon(config: Config) -> int:
     notifier = Notifier()
     factory = make_pin_factory(config.lock.pin_factory)
     lock = open_lock(config.lock, pin_factory=factory)
-    monitor = None
+    monitor = door = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
@@ -43,6 +43,8 @@ def run_daemon(config: Config) -> int:
         notifier.status("running")
         loop.run()
     finally:
+        if door is not None and getattr(door, "challenge", None) is not None:
+            door.challenge.close()  # the prompt device (a display is cleared)
         if monitor is not None:
             monitor.close()
         lock.close()
