@@ -197,6 +197,14 @@ def test_runner_judges_answers_recorded_by_the_liveness_check():
     for t in np.arange(0, length, 1 / 15):
         opening = 0.25 if any(a <= t <= b for a, b in speaking) else 0.02
         record.frames.append((100.0 + t, FACE, synthetic_landmarks(opening)))
+    # The answers whose windows closed are recognised while the attempt goes on; judge reuses them.
+    early = runner.recognise_early(attempt, liveness, people, 100.0 + challenge.prompts[-1].at)
+    assert 1 <= early < len(challenge.prompts)
+    assert runner.recognise_early(attempt, liveness, people, 100.0 + challenge.prompts[-1].at) == 0
+    later = runner.recognise_early(attempt, liveness, people, 100.0 + challenge.ends_at(params) + 0.3)
+    assert early + later == len(challenge.prompts)
+    assert all(matched["theo"] and not matched["george"]
+               for _, matched in attempt.challenge_record.recognised.values())
     result = runner.judge(attempt, liveness, people)
     assert result.passed and result.passed_for("theo") and not result.passed_for("george"), result
     # The same answers with the mouth shut throughout: the voice is not the face's.

@@ -20,17 +20,20 @@ from daemon.challenge.digits import DigitTemplates
 from daemon.challenge.present import Presenter, make_presenter
 from daemon.challenge.prompts import Challenge, ChallengeParams, new_challenge
 from daemon.challenge.result import ChallengeResult
-from daemon.challenge.verify import judge_challenge, template_content
+from daemon.challenge.verify import answer_samples, find_answers, judge_challenge, template_content
 
 log = logging.getLogger(__name__)
 
 
 class _Running:
-    """One attempt's challenge and what has been presented of it (times on the capture clock)."""
+    """One attempt's challenge, what has been presented of it (times on the capture clock), and
+    the answers already recognised while later prompts were still coming."""
 
     def __init__(self, challenge: Challenge):
         self.challenge = challenge
         self.shown_at: list[float | None] = [None] * len(challenge.prompts)
+        #: prompt index -> ((start, end) of the answer, {person: matched})
+        self.recognised: dict[int, tuple[tuple[float, float], dict[str, bool]]] = {}
 
 
 class ChallengeRunner:
@@ -123,20 +126,66 @@ class ChallengeRunner:
             dataclasses.replace(p, at=float("inf")) for p, shown in
             zip(challenge.prompts, running.shown_at) if shown is None))
 
+    def recognise_early(self, attempt, liveness, people: Iterable, now: float) -> int:
+        """Recognise the answers whose windows have closed while the attempt goes on, so that
+        little is left to do when it ends; returns how many were recognised now. The final
+        :meth:`judge` reuses an answer only if it finds it at the same place."""
+        running = getattr(attempt, "challenge_record", None)
+        if running is None or liveness is None:
+            return 0
+        challenge = running.challenge
+        due = [i for i, (prompt, shown) in enumerate(zip(challenge.prompts, running.shown_at))
+               if shown is not None and i not in running.recognised
+               and now >= shown + prompt.duration_s + self.params.max_latency_s
+               + self.params.max_answer_s + 0.2]
+        if not due:
+            return 0
+        audio = liveness.audio(attempt)
+        presented = self.presented(attempt)
+        if audio is None or presented is None:
+            return 0
+        t0, samples = audio
+        answers = find_answers(presented, samples, t0, self.params)
+        templates = self._templates(people)
+        for i in due:
+            answer = answers[i]
+            if not answer.found:
+                running.recognised[i] = ((float("nan"), float("nan")), {})
+                continue
+            segment = answer_samples(answer, presented, samples, t0)
+            matched = template_content(templates, self.params)(i, presented.prompts[i].digit, segment)
+            running.recognised[i] = ((answer.start, answer.end), {p: p in matched for p in templates})
+        return len(due)
+
+    @staticmethod
+    def _templates(people: Iterable) -> dict[str, DigitTemplates]:
+        return {p.name: DigitTemplates.from_arrays(p.digits) for p in people if p.digits}
+
     def judge(self, attempt, liveness, people: Iterable) -> ChallengeResult:
         """Judge the attempt's answers with the audio and mouth track the liveness check recorded
-        and every enrolled person's own recordings of the digits."""
+        and the given enrolled people's own recordings of the digits (the loop passes the one
+        person who could be accepted: only the best-scoring candidate can be, decision.py)."""
         challenge = self.presented(attempt)
         if challenge is None or liveness is None:
             return ChallengeResult(False, "no_challenge")
         audio = liveness.audio(attempt)
         mouth_t, mouth = liveness.mouth_track(attempt)
-        templates = {p.name: DigitTemplates.from_arrays(p.digits) for p in people if p.digits}
+        templates = self._templates(people)
         if audio is None:
             return ChallengeResult(False, "not_answered", 0, 0, len(challenge.prompts))
         t0, samples = audio
-        return judge_challenge(challenge, samples, t0, mouth_t, mouth,
-                               template_content(templates, self.params), list(templates),
+        running = attempt.challenge_record
+        check = template_content(templates, self.params)
+        answers = find_answers(challenge, samples, t0, self.params)
+
+        def content(index: int, digit: str, segment) -> frozenset:
+            cached = running.recognised.get(index)
+            answer = answers[index]
+            if cached is not None and answer.found and abs(cached[0][0] - answer.start) < 0.02 \
+                    and abs(cached[0][1] - answer.end) < 0.02 and set(cached[1]) >= set(templates):
+                return frozenset(p for p in templates if cached[1][p])
+            return check(index, digit, segment)
+        return judge_challenge(challenge, samples, t0, mouth_t, mouth, content, list(templates),
                                self.params)
 
     def close(self) -> None:

@@ -152,6 +152,9 @@ class CaptureLoop:
                 now = self._clock()
                 if self.challenge is not None:
                     self.challenge.poll(now)
+                    current = self.tracker.current
+                    if current is not None:
+                        self.challenge.recognise_early(current, self.liveness, self.door.people(), now)
                 self.tracker.poll(now)
                 if self._health is not None:
                     self._health.iteration_done()
@@ -324,15 +327,21 @@ class CaptureLoop:
         if self.door.policy.liveness_required and not evidence.problems and not evidence.error:
             evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt))
         if self.door.policy.challenge_required and not evidence.problems and not evidence.error:
-            evidence = dataclasses.replace(evidence, challenge=self._check_challenge(attempt))
+            evidence = dataclasses.replace(evidence, challenge=self._check_challenge(attempt, evidence))
         return evidence
 
-    def _check_challenge(self, attempt: Attempt):
+    def _check_challenge(self, attempt: Attempt, evidence: Evidence):
         from daemon.challenge.result import ChallengeResult
+        from daemon.decide.evidence import score_evidence
         if self.challenge is None:
             return ChallengeResult(False, "no_challenge")
         try:
-            return self.challenge.judge(attempt, self.liveness, self.door.people())
+            # Only the best-scoring candidate can be accepted (decision.py): check the answers
+            # against that person's digits alone.
+            candidates = score_evidence(evidence, self.door.people(), self.door.fusion)
+            best = max(candidates, key=lambda c: (c.fused != c.fused, c.fused), default=None)
+            people = [p for p in self.door.people() if best is not None and p.name == best.name]
+            return self.challenge.judge(attempt, self.liveness, people)
         except Exception as exc:
             log.error("attempt %d: challenge check failed: %s", attempt.id, exc)
             return ChallengeResult(False, f"error: {type(exc).__name__}")
