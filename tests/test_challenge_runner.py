@@ -203,8 +203,9 @@ def test_runner_judges_answers_recorded_by_the_liveness_check():
     assert runner.recognise_early(attempt, liveness, people, 100.0 + challenge.prompts[-1].at) == 0
     later = runner.recognise_early(attempt, liveness, people, 100.0 + challenge.ends_at(params) + 0.3)
     assert early + later == len(challenge.prompts)
-    assert all(matched["theo"] and not matched["george"]
-               for _, matched in attempt.challenge_record.recognised.values())
+    recognised = attempt.challenge_record.recognised.values()
+    assert all(matched["theo"] for _, matched in recognised)
+    assert sum(matched["george"] for _, matched in recognised) < ChallengeParams().min_correct
     result = runner.judge(attempt, liveness, people)
     assert result.passed and result.passed_for("theo") and not result.passed_for("george"), result
     # The same answers with the mouth shut throughout: the voice is not the face's.
