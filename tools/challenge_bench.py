@@ -10,9 +10,10 @@
    the VAD end-of-utterance event after the last answer to the lock command (the same measure as
    tools/bench.py's ``decision_latency_ms``), and the same plus the VAD hangover (the silence the
    VAD waits for), which is the time from the end of the last answer.
-2. **Recogniser CPU per attempt** (``judge_challenge``: answer detection, MFCC, DTW against every
-   enrolled person's digits), offline on free-spoken-digit attempts, with 1, 3 and 10 enrolled
-   people.
+2. **Recogniser CPU per attempt** (``judge_challenge``: answer detection, MFCC, DTW against the
+   given people's digits), offline on free-spoken-digit attempts, with 1, 3 and 10 people (the
+   door checks only the best-scoring candidate, so 1 is what it pays; the loop figure
+   ``judge_cpu_ms_in_loop`` is what is left at the end after the early recognition).
 """
 
 from __future__ import annotations
@@ -178,9 +179,12 @@ def loop_latency(attempts: int) -> dict:
             finally:
                 lock.close()
         hangover_ms = config.vad.end_frames * config.microphone.block_ms
-    latencies = np.array([e.latency_ms for e in events if e.speech_ended_at is not None])
-    reasons = {r: sum(1 for e in events if e.decision.reason == r) for r in {e.decision.reason for e in events}}
-    return {"attempts": attempts, "decisions": len(events), "reasons": reasons,
+    # The scene's face stays after the decision: a second, silent attempt follows (abandoned).
+    spoken_events = [e for e in events if e.speech_ended_at is not None]
+    latencies = np.array([e.latency_ms for e in spoken_events])
+    reasons = {r: sum(1 for e in spoken_events if e.decision.reason == r)
+               for r in {e.decision.reason for e in spoken_events}}
+    return {"attempts": attempts, "decisions": len(spoken_events), "reasons": reasons,
             "vad_end_to_lock_ms": {"p50": float(np.median(latencies)), "p90": float(np.percentile(latencies, 90)),
                                    "n": int(latencies.size)} if latencies.size else None,
             "vad_hangover_ms": hangover_ms,
@@ -204,7 +208,7 @@ def recogniser_cpu(trials: int = 20) -> dict:
         cpu, passed = [], 0
         for _ in range(trials):
             challenge = new_challenge(params, rng=rng)
-            speaker = rng.choice(speakers)
+            speaker = rng.choice(speakers[:people])
             length = challenge.ends_at(params) + 1.0
             audio = noise.normal(0, 1e-3, int(length * 16000)).astype(np.float32)
             t = np.arange(0, length, 1 / FPS)
