@@ -4,7 +4,7 @@ import random
 
 from door_harness import ScriptedAudio, ScriptedFrames
 from test_challenge_door import answering_scene, challenged, enrol_theo  # noqa: F401
-from tools.commission import format_report, summarise
+from daemon.challenge.commission import format_report, summarise
 
 
 def test_summary_counts_rejects_and_challenge_failures_with_intervals():
@@ -25,7 +25,7 @@ def test_summary_counts_rejects_and_challenge_failures_with_intervals():
 
 
 def test_commissioning_a_resident_who_answers_keeps_nothing(challenged, pipeline):  # noqa: F811
-    from tools.commission import commission
+    from daemon.challenge.commission import commission
     enrol_theo(pipeline, challenged)
     before = sorted(p.relative_to(challenged.state_dir) for p in challenged.state_dir.rglob("*"))
     video, audio = answering_scene(seed=11)

@@ -4,7 +4,7 @@ camera, microphone and prompt device, and the site's real false-reject and chall
 Run on the door (the service stopped: the tool opens the devices itself)::
 
     sudo systemctl stop avid
-    sudo -u avid /opt/avid/venv/bin/python -m tools.commission --config /etc/avid/config.yaml \\
+    sudo -u avid /opt/avid/venv/bin/python -m daemon.challenge.commission --config /etc/avid/config.yaml \\
         --attempts 5 [--person NAME ...] [--json report.json]
     sudo systemctl start avid
 
@@ -28,18 +28,14 @@ import argparse
 import json
 import logging
 import queue
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from daemon.offline.metrics import clopper_pearson  # noqa: E402
+# Installed with the package (tools/ is not on the Pi); offline statistics, never loaded by the door.
+from daemon.offline.metrics import clopper_pearson
 
 log = logging.getLogger("commission")
 
