@@ -4,9 +4,13 @@ camera, microphone and prompt device, and the site's real false-reject and chall
 Run on the door (the service stopped: the tool opens the devices itself)::
 
     sudo systemctl stop avid
-    sudo -u avid /opt/avid/venv/bin/python -m daemon.challenge.commission --config /etc/avid/config.yaml \\
-        --attempts 5 [--person NAME ...] [--json report.json]
+    sudo systemd-run --pty --wait --collect --quiet -p User=avid \\
+        -p SupplementaryGroups="video audio" -p LoadCredential=avid-key:/etc/avid/device.key \\
+        -E AVID_STATE_DIR=/var/lib/avid /opt/avid/venv/bin/python -m daemon.challenge.commission \\
+        --config /etc/avid/config.yaml --attempts 5 [--person NAME ...] [--json report.json]
     sudo systemctl start avid
+
+(as the service gets its device key; docs/install.md, step 3).
 
 For each resident in turn it asks for ``--attempts`` attempts ("NAME: step up, look at the camera and
 answer the prompts"), decides each with the door's own decision path, and reports per resident and
