@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -184,7 +185,10 @@ def loop_latency(attempts: int) -> dict:
     latencies = np.array([e.latency_ms for e in spoken_events])
     reasons = {r: sum(1 for e in spoken_events if e.decision.reason == r)
                for r in {e.decision.reason for e in spoken_events}}
+    failures = dict(Counter(e.decision.details.get("challenge", "") for e in spoken_events
+                            if e.decision.reason == "challenge_failed"))
     return {"attempts": attempts, "decisions": len(spoken_events), "reasons": reasons,
+            "challenge_failures": failures,
             "vad_end_to_lock_ms": {"p50": float(np.median(latencies)), "p90": float(np.percentile(latencies, 90)),
                                    "n": int(latencies.size)} if latencies.size else None,
             "vad_hangover_ms": hangover_ms,
