@@ -31,7 +31,9 @@ setup(
         'lgpio>=0.2; platform_machine == "aarch64" and sys_platform == "linux"',
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1"],
+        # luma.oled in the tests too: the display prompt device is tested on luma.core's dummy device.
+        "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "luma.oled>=3.13"],
+        "display": ["luma.oled>=3.13"],
         "tools": ["matplotlib>=3.8", "tqdm>=4.66", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["avid = daemon.cli:main"]},

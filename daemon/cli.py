@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="capture samples from the camera and microphone")
     p.add_argument("--samples", type=int, default=1, help="live samples to take (default 1)")
     p.add_argument("--replace", action="store_true", help="replace an existing person of that name")
+    p.add_argument("--digits", nargs="+", type=Path, default=[], metavar="WAV",
+                   help="recordings of the digits 0-9 for the challenge (files or folders, named "
+                        "after the digit: 7_1.wav), twice each recommended")
+    p.add_argument("--live-digits", action="store_true",
+                   help="capture the digits 0-9 twice each from the microphone")
 
     p = sub.add_parser("delete", help="delete an enrolled person and their key")
     _add_common(p)

@@ -50,9 +50,25 @@ def enroll(config: Config, args) -> int:
         face, voice = np.array(faces, np.float32), np.array(voices, np.float32)
     else:
         face, voice = enrol_from_files(pipeline, args.face, args.voice, config.attempt.min_speech_seconds)
-    store.save(Person(args.name, face, voice), replace=args.replace)
-    print(f"enrolled {args.name}: {len(face)} face sample(s), {len(voice)} voice sample(s)")
+    digits = enrol_digits(config, args)
+    store.save(Person(args.name, face, voice, digits=digits), replace=args.replace)
+    print(f"enrolled {args.name}: {len(face)} face sample(s), {len(voice)} voice sample(s), "
+          f"{len(digits)} digit recording(s)")
     return 0
+
+
+def enrol_digits(config: Config, args) -> dict:
+    """The challenge's digit recordings of ``avid enroll --digits/--live-digits`` (empty without)."""
+    from daemon.challenge.enrol import digits_from_files, digits_live, microphone_recorder
+
+    if getattr(args, "live_digits", False):
+        return digits_live(microphone_recorder(config)).to_arrays()
+    if getattr(args, "digits", None):
+        return digits_from_files(args.digits).to_arrays()
+    if config.prompt.backend != "none":
+        print("warning: no digit recordings (--digits or --live-digits): this person cannot answer "
+              "the challenge and will be refused", file=sys.stderr)
+    return {}
 
 
 def delete(config: Config, args) -> int:

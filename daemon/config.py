@@ -277,6 +277,52 @@ class LivenessConfig(_Section):
     max_lag_ms: int = Field(200, ge=0, le=1000, description="Largest audio-video lag searched.")
 
 
+class SpeakerPromptConfig(_Section):
+    """Digits spoken through a loudspeaker (sounddevice); WAVs rendered once with espeak-ng."""
+
+    device: int | str | None = Field(
+        None, description="sounddevice output device name or index; empty means the default output.")
+    voice: str = Field("en", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_+-]+$",
+                       description="espeak-ng voice the prompts are rendered with.")
+    sounds_directory: Path | None = Field(
+        None, description="Folder with 0.wav ... 9.wav; missing files are rendered with espeak-ng; "
+                          "empty means <state directory>/prompts.")
+
+
+class DisplayPromptConfig(_Section):
+    """Digits drawn on a small I2C OLED display through luma.oled (pip extra 'display')."""
+
+    driver: Literal["ssd1306", "sh1106", "dummy"] = Field(
+        "ssd1306", description="luma.oled driver; 'dummy' draws into memory (tests, the demo).")
+    i2c_port: int = Field(1, ge=0, le=20, description="I2C bus number (/dev/i2c-N).")
+    i2c_address: int = Field(0x3C, ge=0x03, le=0x77, description="I2C address of the display.")
+    width_px: int = Field(128, ge=32, le=512, description="Display width in pixels.")
+    height_px: int = Field(64, ge=16, le=512, description="Display height in pixels.")
+
+
+class PromptConfig(_Section):
+    """The prompt device for the random challenge; its options go in the section named after it."""
+
+    backend: Literal["none", "log", "speaker", "display"] = Field(
+        "none", description="'none': no challenge (a replayed video of a resident is then NOT "
+                            "stopped); 'log': prompts in the log only (tests, demo); 'speaker': "
+                            "spoken digits; 'display': digits on a small OLED display.")
+    speaker: SpeakerPromptConfig = Field(default_factory=SpeakerPromptConfig,
+                                         description=SpeakerPromptConfig.__doc__)
+    display: DisplayPromptConfig = Field(default_factory=DisplayPromptConfig,
+                                         description=DisplayPromptConfig.__doc__)
+
+
+class ChallengeConfig(_Section):
+    """The random challenge asked through the prompt device (daemon/challenge/)."""
+
+    digits: int = Field(4, ge=1, le=8, description="Digits prompted per attempt, one at a time.")
+    min_correct: int = Field(
+        3, ge=1, le=8, description="Answers that must be timed, right and spoken by an opening mouth.")
+    max_answer_delay_seconds: float = Field(
+        1.4, gt=0.2, le=5, description="An answer must start within this long after its prompt ends.")
+
+
 class LockConfig(_Section):
     """The lock relay."""
 
@@ -488,6 +534,8 @@ class Config(_Section):
     attempt: AttemptConfig = Field(default_factory=AttemptConfig, description=AttemptConfig.__doc__)
     decision: DecisionConfig = Field(default_factory=DecisionConfig, description=DecisionConfig.__doc__)
     liveness: LivenessConfig = Field(default_factory=LivenessConfig, description=LivenessConfig.__doc__)
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description=PromptConfig.__doc__)
+    challenge: ChallengeConfig = Field(default_factory=ChallengeConfig, description=ChallengeConfig.__doc__)
     lock: LockConfig = Field(default_factory=LockConfig, description=LockConfig.__doc__)
     door: DoorConfig = Field(default_factory=DoorConfig, description=DoorConfig.__doc__)
     lockout: LockoutConfig = Field(default_factory=LockoutConfig, description=LockoutConfig.__doc__)
@@ -862,6 +910,15 @@ def _cross_field_problems(data: dict) -> list[tuple[str, str]]:
         return value if isinstance(value, dict) else {}
 
     problems = []
+    prompt = section("prompt")
+    for backend in ("speaker", "display"):
+        if backend in prompt and prompt.get("backend") != backend:
+            problems.append((f"prompt.{backend}", f"options for the {backend} backend, but "
+                                                  f"backend is {prompt.get('backend', 'none')!r}"))
+    challenge = section("challenge")
+    digits, correct = challenge.get("digits", 4), challenge.get("min_correct", 3)
+    if isinstance(digits, int) and isinstance(correct, int) and correct > digits:
+        problems.append(("challenge.min_correct", f"{correct} is more than the {digits} digits asked"))
     decision = section("decision")
     if decision.get("face_weight") == 0 and decision.get("voice_weight") == 0:
         problems.append(("decision", "face_weight and voice_weight cannot both be 0"))
@@ -922,9 +979,11 @@ def _resolve_relative_paths(config: Config, base: Path) -> Config:
     state = config.state.model_copy(update={"directory": fix(config.state.directory),
                                             "key_file": fix(config.state.key_file)})
     decision = config.decision.model_copy(update={"calibration_file": fix(config.decision.calibration_file)})
+    speaker = config.prompt.speaker.model_copy(update={"sounds_directory": fix(config.prompt.speaker.sounds_directory)})
+    prompt = config.prompt.model_copy(update={"speaker": speaker})
     return config.model_copy(update={"camera": config.camera.with_base(base),
                                      "microphone": config.microphone.with_base(base), "models": models,
-                                     "state": state, "decision": decision})
+                                     "state": state, "decision": decision, "prompt": prompt})
 
 
 def environment_problems(config: Config) -> list[ConfigProblem]:
@@ -1045,4 +1104,7 @@ def summary(config: Config) -> str:
     return (f"config OK: camera={config.camera.backend} microphone={config.microphone.backend} "
             f"lock={config.lock.pin_factory}:GPIO{config.lock.relay_pin} "
             f"unlock={config.lock.unlock_seconds:g}s liveness={'required' if config.liveness.required else 'off'} "
-            f"missing_modality={config.decision.missing_modality} state={config.state_dir}")
+            f"missing_modality={config.decision.missing_modality} state={config.state_dir}"
+            + (f" prompt={config.prompt.backend} challenge={config.challenge.digits}_digits"
+               if config.prompt.backend != "none" else
+               " prompt=none (WARNING: no challenge: a replayed video of a resident is not stopped)"))

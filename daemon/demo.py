@@ -11,7 +11,10 @@ through the capture loop, in real time, attempts by:
 3. a stranger (a third GRID speaker) → denied;
 4. a photo attack: a still frame of the first person held up to the camera while a recording of
    their voice plays → denied by the liveness check;
-5. the first person again, on another new clip → accepted.
+5. the first person again, on another new clip → accepted;
+
+and then, at the same door with a prompt device (daemon/challenge/demo.py), a replayed video of the
+first person, which cannot answer the random challenge → denied (challenge_failed).
 
 It prints each decision and the relay's state timeline, and exits 1 if any outcome differs.
 With ``fast=True`` (``avid demo --fast``) the replay runs on a
@@ -157,6 +160,8 @@ def run_demo(fast: bool = False) -> int:
                 time.sleep(config.lock.unlock_seconds + 0.2)
         finally:
             lock.close()
+        from daemon.challenge.demo import run_challenge_demo
+        challenge_code, _ = run_challenge_demo(pipeline, config, DATA, factory)
         pin = factory.pin(config.lock.relay_pin)
         # gpiozero's MockPin stamps changes with the wall clock, not with the injected one.
         print("\nrelay timeline (GPIO%d; %s):" % (config.lock.relay_pin, "wall-clock t" if fast else
@@ -166,7 +171,7 @@ def run_demo(fast: bool = False) -> int:
         for state in pin.states:
             elapsed += state.timestamp
             print(f"  t={elapsed:6.2f}s  {'ENERGISED (unlocked)' if state.state else 'de-energised (locked)'}")
-        return _check(results, pin)
+        return _check(results, pin) or challenge_code
 
 
 def _fmt(value) -> str:

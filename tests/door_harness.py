@@ -117,6 +117,17 @@ def block_forever(*_):
     threading.Event().wait()
 
 
+def initialised(config: Config) -> Config:
+    """The config of an initialised door (its device key exists, nobody enrolled): ``avid run``
+    and build_door never create a key themselves."""
+    from daemon.state.keys import create_device_key
+
+    key = config.state_dir / "device.key"
+    if not key.exists():
+        create_device_key(key)
+    return config
+
+
 def door_config(state_dir: Path, **overrides) -> Config:
     """A replay-free config for the loop (sources are given directly), mock GPIO."""
     data = {"state": {"directory": str(state_dir)},

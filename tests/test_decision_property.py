@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from daemon.decide.decision import (FACE_PROBLEMS, INPUT_PROBLEMS, VOICE_PROBLEMS, LivenessResult,
                                     Policy, decide)
+from daemon.challenge.result import ChallengeResult
 from daemon.fuse.fusion import Candidate
 
 # AVID_FUZZ_EXAMPLES=10000 for a long run, as in test_config_fuzz.py.
@@ -35,10 +36,15 @@ policies = st.builds(
     single_modality_threshold=st.floats(-10, 20),
     liveness_required=st.booleans(),
     min_modality_llr=st.one_of(st.just(0.0), st.floats(-20, 20)),
+    challenge_required=st.booleans(),
 )
 problem_lists = st.lists(st.sampled_from(list(INPUT_PROBLEMS) + ["camera_failed", "garbage"]), max_size=3)
 liveness_results = st.one_of(st.none(), st.builds(LivenessResult, st.booleans(),
                                                   st.one_of(st.none(), st.floats(-1, 1)), st.just("")))
+# A challenge that passed for nobody in particular, for some of the candidates, or failed.
+challenge_results = st.one_of(st.none(), st.builds(
+    ChallengeResult, st.booleans(), st.sampled_from(["", "not_answered", "wrong_answer"]),
+    people=st.one_of(st.none(), st.frozensets(st.sampled_from(["ann", "bob", "cy", "dee", "eve"])))))
 errors = st.one_of(st.none(), st.sampled_from(["embedding_timeout", "lock_failed", "x"]))
 
 
@@ -47,7 +53,7 @@ def _ranked(people: list[Candidate]) -> list[Candidate]:
     return sorted(people, key=lambda c: (math.isnan(c.fused), c.fused), reverse=True)
 
 
-def _violations(people, policy, problems, liveness, locked_out, error) -> list[str]:
+def _violations(people, policy, problems, liveness, locked_out, error, challenge=None) -> list[str]:
     """Every reason an attempt must be denied, worked out independently of decide()."""
     found = []
     if locked_out:
@@ -70,6 +76,10 @@ def _violations(people, policy, problems, liveness, locked_out, error) -> list[s
         found.append("no candidates")
         return found
     best, *others = _ranked(people)
+    if policy.challenge_required and not (
+            challenge is not None and challenge.passed
+            and (challenge.people is None or best.name in challenge.people)):
+        found.append("challenge not answered by the best candidate")
     single = "voice" if face_problem else "face" if voice_problem else None
     needed = {"face": [best.face_llr], "voice": [best.voice_llr], None: [best.face_llr, best.voice_llr]}
     if any(llr is None for llr in needed[single]):
@@ -85,13 +95,14 @@ def _violations(people, policy, problems, liveness, locked_out, error) -> list[s
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(candidates(), policies, problem_lists, liveness_results, st.booleans(), errors, st.randoms())
+@given(candidates(), policies, problem_lists, liveness_results, st.booleans(), errors, st.randoms(),
+       challenge_results)
 def test_accept_if_and_only_if_every_condition_holds(people, policy, problems, liveness, locked_out,
-                                                      error, random):
+                                                      error, random, challenge):
     random.shuffle(people)  # the order candidates arrive in must not matter
     decision = decide(people, policy, problems=problems, liveness=liveness, locked_out=locked_out,
-                      error=error)
-    violations = _violations(people, policy, problems, liveness, locked_out, error)
+                      error=error, challenge=challenge)
+    violations = _violations(people, policy, problems, liveness, locked_out, error, challenge)
     assert decision.decision in ("accept", "deny")
     if violations:
         assert decision.decision == "deny", violations
@@ -146,6 +157,22 @@ def test_deny_reasons(kwargs, reason):
     decision = decide(people, POLICY, **kwargs)
     assert (decision.decision, decision.reason) == ("deny", reason)
     assert decision.person is None
+
+
+def test_failed_challenge_denies_with_its_own_reason():
+    policy = _policy(challenge_required=True)
+    failed = ChallengeResult(False, "not_answered", 1, 0, 4)
+    decision = decide([_c("ann")], policy, liveness=LIVE, challenge=failed)
+    assert (decision.decision, decision.reason) == ("deny", "challenge_failed")
+    assert decision.details == {"challenge": "not_answered"}
+    assert decide([_c("ann")], policy, liveness=LIVE).details == {"challenge": "not run"}
+    # Answered with someone else's recordings of the digits: not this person's answers.
+    bob_only = ChallengeResult(True, "", 4, 4, 4, frozenset({"bob"}))
+    assert decide([_c("ann")], policy, liveness=LIVE, challenge=bob_only).reason == "challenge_failed"
+    ann = ChallengeResult(True, "", 4, 4, 4, frozenset({"ann"}))
+    assert decide([_c("ann")], policy, liveness=LIVE, challenge=ann).reason == "match"
+    # Without a prompt device the challenge is not asked for (the door as before).
+    assert decide([_c("ann")], POLICY, liveness=LIVE, challenge=failed).reason == "match"
 
 
 def test_deny_reports_the_scores_but_no_person():

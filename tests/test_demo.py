@@ -8,8 +8,10 @@ def test_demo_accepts_enrolled_denies_stranger_and_photo(capsys, monkeypatch):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "DEMO OK" in out
-    assert out.count("ACCEPT") == 3 and out.count("DENY") == 2
+    assert out.count("ACCEPT") == 3 and out.count("DENY") == 3
     assert "reason=liveness_failed" in out and "reason=no_match" in out
+    assert "reason=challenge_failed" in out and "REPLAY REFUSED" in out
+    assert out.count("door asks: say") == 4
     timeline = [line for line in out.splitlines() if "ENERGISED" in line]
     assert len(timeline) == 3
 

@@ -27,10 +27,11 @@ def position(lines: list[str], fragment: str) -> int:
 def test_install_steps_in_order():
     lines = dry_run()
     steps = [
-        "apt-get install -y --no-install-recommends python3-venv python3-pip libportaudio2",
+        "apt-get install -y --no-install-recommends python3-venv python3-pip libportaudio2 espeak-ng",
         "/etc/sysusers.d/avid.conf",
         "/usr/bin/python3 -m venv /opt/avid/venv",
         f"/opt/avid/venv/bin/pip install --upgrade {REPO}",
+        "-m daemon.challenge.present /var/lib/avid/prompts",
         "/etc/avid/device.key",
         f"install -m 0644 {REPO}/systemd/avid.service /etc/systemd/system/avid.service",
         "systemctl daemon-reload",

@@ -326,10 +326,20 @@ def test_evaluation_tool_on_two_grid_clips(tmp_path):
         target.mkdir(parents=True)
         for source in (DATA_DIR / "av" / clip).iterdir():
             (target / source.name).symlink_to(source)
-    result = evaluate_liveness(av, None, MODELS_DIR)["liveness"]
-    assert result["n_bona_fide"] == 2
-    assert result["n_attacks"]["photo"] == 2 and result["n_attacks"]["deepfake"] == 0
-    assert result["apcer"]["deepfake"] is None
-    assert result["bpcer"] <= 0.05
-    assert result["apcer"]["photo"] == 0.0
-    assert set(result["apcer"]) == {"photo", "replay_dub", "desync", "deepfake"}
+    result = evaluate_liveness(av, None, MODELS_DIR, fsdd_dir=DATA_DIR / "voices" / "fsdd",
+                               challenge_draws=2, digit_trials=3)["liveness"]
+    without = result["without_challenge"]
+    assert without["n_bona_fide"] == 2
+    assert without["n_attacks"]["photo"] == 2 and without["n_attacks"]["deepfake"] == 0
+    assert without["apcer"]["deepfake"] is None and without["apcer"]["vc_dub"] is None
+    assert without["bpcer"] <= 0.05
+    assert without["apcer"]["photo"] == 0.0
+    # The whole clip on a phone with its own audio: the check without a challenge lets it through.
+    assert without["n_attacks"]["full_replay"] == 2 and without["apcer"]["full_replay"] >= 0.5
+    species = {"photo", "replay_dub", "desync", "deepfake", "full_replay", "vc_dub"}
+    assert set(without["apcer"]) == species
+    # With the challenge: every species, the digit replays too, each with its interval and count.
+    assert set(result["apcer"]) == species | {"digit_replay"}
+    assert result["n_attacks"]["full_replay"] == 4 and result["apcer"]["full_replay"] == 0.0
+    assert result["apcer_ci95"]["full_replay"][1] < 1.0 and result["n_bona_fide"] == 4
+    assert result["n_attacks"]["digit_replay"] == 9 and result["n_bona_fide_audio_only"] == 9

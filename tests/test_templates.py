@@ -249,3 +249,26 @@ def test_record_left_by_an_interrupted_delete_is_removed(store, state):
     assert not (store.directory / f"{alice.id}.tpl").exists()
     store.load()
     assert store.refused == []
+
+
+def test_digit_recordings_round_trip_encrypted(store, state):
+    rng = np.random.default_rng(7)
+    digits = {f"{d}.{take}": rng.standard_normal((20 + d, 13)).astype(np.float32)
+              for d in range(10) for take in (0, 1)}
+    alice = _person("alice", 1)
+    alice.digits = digits
+    store.save(alice)
+    loaded = TemplateStore(state, load_device_key(state), MODELS).load()["alice"]
+    assert sorted(loaded.digits) == sorted(digits)
+    for key, mfcc in digits.items():
+        assert np.array_equal(loaded.digits[key], mfcc)
+    for _, data in _all_bytes(state):
+        assert digits["3.1"].tobytes()[:16] not in data
+    assert store.load()["alice"].digits and _person("bob", 2).digits == {}
+
+
+def test_digit_recordings_that_would_not_load_back_are_refused(store):
+    alice = _person("alice", 1)
+    alice.digits = {"4.0": np.full((3, 13), np.nan, np.float32)}
+    with pytest.raises(StoreError, match="digit recording"):
+        store.save(alice)

@@ -9,6 +9,7 @@
 #   python3-seccomp (test) libseccomp for /usr/bin/python3: tools/run_sandboxed.py applies the unit's
 #                  SystemCallFilter= and MemoryDenyWriteExecute= in tests/test_systemd_unit.py
 #   mosquitto      (test) the real MQTT broker that tests/mqtt_broker.py starts for tests/test_mqtt*.py
+#   espeak-ng      (test) renders the spoken challenge prompts (prompt.backend: speaker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -21,6 +22,7 @@ if [[ $mode == test ]]; then
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
     command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
+    command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""

@@ -89,7 +89,8 @@ config_template() {
 
 install_packages() {
     say "installing system packages"
-    local packages=(python3-venv python3-pip libportaudio2)
+    # espeak-ng renders the spoken challenge prompts once (prompt.backend: speaker).
+    local packages=(python3-venv python3-pip libportaudio2 espeak-ng)
     run apt-get update
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
 }
@@ -148,6 +149,12 @@ install_venv() {
     fi
     run install -D -m 0644 "$REPO_DIR/docs/install.md" "$PREFIX/docs/install.md"
     run ln -sfn "$VENV/bin/avid" "$COMMAND_LINK"
+}
+
+render_prompts() {
+    # Rendered here, not by the sandboxed service: it then never executes another program.
+    say "rendering the spoken challenge prompts into $STATE_DIR/prompts"
+    run runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m daemon.challenge.present "$STATE_DIR/prompts"
 }
 
 install_config() {
@@ -227,6 +234,7 @@ do_install() {
     add_admins
     create_directories
     install_venv
+    render_prompts
     install_config
     generate_key
     install_unit

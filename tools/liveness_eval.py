@@ -45,6 +45,8 @@ from daemon.detect.face_landmarks import FaceLandmarker
 from daemon.detect.vad import SpeechSegmenter
 from daemon.liveness.sync import FaceTrack, LivenessParams, SpeechTrack, measure
 from daemon.liveness.tracks import FaceTrackBuilder, SpeechTrackBuilder
+from tools import challenge_eval
+from tools.challenge_eval import Recording, loudspeaker
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,15 @@ FPS = 15.0
 ATTEMPT_S = 3.0
 MIN_ATTEMPT_S = 1.0
 DESYNC_SHIFTS_S = (-1.0, -0.8, -0.5, 0.5, 0.8, 1.0)
-ATTACK_TYPES = ("photo", "replay_dub", "desync", "deepfake")
+ATTACK_TYPES = ("photo", "replay_dub", "desync", "deepfake", "full_replay", "vc_dub")
+#: A phone's loudspeaker: the band it plays and how late its audio is behind its picture.
+SPEAKER_BAND_HZ, SPEAKER_SKEW_S = (300.0, 7000.0), 0.04
+#: Random challenges drawn per recording (tools/challenge_eval.py).
+CHALLENGE_DRAWS = 5
 MAX_BPCER = 0.05
+#: The attacks the sync thresholds are chosen against (deepfakes and whole replays are reported,
+#: never tuned for: no threshold of this check can stop a replay of a real talking face).
+TUNED_ON = ("photo", "replay_dub", "desync")
 AUDIO_BLOCK = 480
 
 
@@ -115,14 +124,16 @@ def track_of(frames, detector: FaceDetector, landmarker: FaceLandmarker) -> Face
     return builder.build()
 
 
-def hand_held(frame: np.ndarray, times: np.ndarray, seed: int):
-    """Yield ``(t, bgr)``: one still image moved as a hand holds a photo up to a camera."""
+def _holder(shape, seed: int):
+    """A hand holding a picture up to a camera: ``hold(image, t)`` is the picture as the camera
+    sees it at time ``t`` (slow rotation, translation, scale and tilt, and sensor noise)."""
     rng = np.random.default_rng(seed)
-    height, width = frame.shape[:2]
+    height, width = shape[:2]
     phases = rng.uniform(0, 2 * np.pi, 6)
     rates = rng.uniform(0.3, 1.2, 6)
     centre = np.array([width / 2.0, height / 2.0])
-    for t in times:
+
+    def hold(image: np.ndarray, t: float) -> np.ndarray:
         wave = np.sin(2 * np.pi * rates * t + phases)
         angle = 3.0 * wave[0]
         scale = 1.0 + 0.03 * wave[1]
@@ -132,10 +143,46 @@ def hand_held(frame: np.ndarray, times: np.ndarray, seed: int):
         homography = np.vstack([affine, [0.0, 0.0, 1.0]])
         # A slight tilt of the photo: perspective terms of a few degrees at this image size.
         homography[2, :2] = 2e-5 * wave[4:6] * 360.0 / max(width, height)
-        warped = cv2.warpPerspective(frame, homography, (width, height),
+        warped = cv2.warpPerspective(image, homography, (width, height),
                                      borderMode=cv2.BORDER_REPLICATE)
         noise = rng.normal(0.0, 2.0, warped.shape)
-        yield float(t), np.clip(warped + noise, 0, 255).astype(np.uint8)
+        return np.clip(warped + noise, 0, 255).astype(np.uint8)
+    return hold
+
+
+def hand_held(frame: np.ndarray, times: np.ndarray, seed: int):
+    """Yield ``(t, bgr)``: one still image moved as a hand holds a photo up to a camera."""
+    hold = _holder(frame.shape, seed)
+    for t in times:
+        yield float(t), hold(frame, float(t))
+
+
+def screen_replay(frames, seed: int, blur_sigma: float = 1.0, gamma: float = 1.2):
+    """Yield ``(t, bgr)``: every frame of a video shown on a phone screen held up to the camera:
+    the screen's blur (``blur_sigma`` pixels) and gamma, then the hand's motion (:func:`hand_held`)."""
+    table = (255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
+    hold = None
+    for t, frame in frames:
+        hold = hold or _holder(frame.shape, seed)
+        shown = cv2.LUT(cv2.GaussianBlur(frame, (0, 0), blur_sigma), table)
+        yield float(t), hold(shown, float(t))
+
+
+def recording(name: str, identity: str, track: FaceTrack, samples: np.ndarray) -> Recording:
+    """A clip as the challenge evaluation presents it (its frames' mouth openings, its audio and
+    where its utterances start)."""
+    samples = np.asarray(samples, np.float32)
+    return Recording(name, identity, np.asarray(track.t, np.float64),
+                     np.asarray(track.mouth, np.float64), samples,
+                     tuple(utterances(samples)))
+
+
+def shifted_audio(samples: np.ndarray, shift_s: float) -> np.ndarray:
+    """``samples`` starting ``shift_s`` seconds late (negative: early, the start cut off)."""
+    n = int(round(abs(shift_s) * SAMPLE_RATE_HZ))
+    if shift_s >= 0:
+        return np.concatenate([np.zeros(n, np.float32), samples])
+    return samples[n:]
 
 
 def middle_frame(video: Path) -> np.ndarray:
@@ -231,7 +278,7 @@ def choose_thresholds(bona_fide: list[dict], attacks: dict[str, list[dict]],
     measured = [r for r in bona_fide if r["problem"] is None]
     correlations = sorted({r["correlation"] for r in measured}) or [1.0]
     contrasts = sorted({r["contrast"] for r in measured}) or [math.inf]
-    tuned = [name for name in attacks if name != "deepfake" and attacks[name]]
+    tuned = [name for name in attacks if name in TUNED_ON and attacks[name]]
     best_key, best = None, (correlations[0], contrasts[0])
     for min_correlation in correlations:
         for min_contrast in contrasts:
@@ -247,12 +294,24 @@ def choose_thresholds(bona_fide: list[dict], attacks: dict[str, list[dict]],
 
 def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                       params: LivenessParams = LivenessParams(), details: dict | None = None,
-                      attempt_s: float = ATTEMPT_S) -> dict:
-    """Build the bona fide and attack trials, choose the thresholds and report APCER/BPCER.
+                      attempt_s: float = ATTEMPT_S, spoof_dir: Path | None = None,
+                      fsdd_dir: Path | None = None, challenge_draws: int = CHALLENGE_DRAWS,
+                      digit_trials: int = 100) -> dict:
+    """Build the bona fide and attack trials, choose the thresholds and report APCER/BPCER, for the
+    door with the random challenge and without it.
 
     Returns ``{"liveness": {...}}`` (see the module doc); ``details``, when given, is filled with
-    every trial's row for inspection.
+    every trial's row for inspection. ``spoof_dir`` (voice-converted audio, default ``spoof/`` next
+    to ``av_dir``) and ``fsdd_dir`` (digit recordings, default ``voices/fsdd`` next to it) feed the
+    ``vc_dub`` species and the challenge's content stand-in; without digit recordings the
+    challenge is not evaluated.
     """
+    data_root = Path(av_dir).parent
+    spoof_dir = Path(spoof_dir) if spoof_dir is not None else data_root / "spoof"
+    fsdd_dir = Path(fsdd_dir) if fsdd_dir is not None else data_root / "voices" / "fsdd"
+    vc_audio = [loudspeaker(read_wav(p), SPEAKER_BAND_HZ, SPEAKER_SKEW_S)
+                for p in sorted(spoof_dir.rglob("*.wav"))] if spoof_dir.is_dir() else []
+    recordings: dict[str, list[Recording]] = {"bona_fide": [], **{k: [] for k in ATTACK_TYPES}}
     detector, landmarker = FaceDetector(models_dir), FaceLandmarker(models_dir)
     # The sync thresholds are what is being chosen: measure with them off.
     clips = []
@@ -269,11 +328,33 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
         envelope = envelope_of(samples)
         for span in spans:
             bona_fide.append({"clip": name, **trial(track, envelope, span, params)})
+        recordings["bona_fide"].append(recording(name, identity, track, samples))
 
         photo_track = track_of(hand_held(middle_frame(video), track.t, seed=index), detector,
                                landmarker)
         for span in spans:
             attacks["photo"].append({"clip": name, **trial(photo_track, envelope, span, params)})
+        recordings["photo"].append(recording(name, identity, photo_track, samples))
+
+        # The whole clip on a phone: every frame through the screen and the hand, its own audio
+        # through the phone's loudspeaker, 40 ms behind the picture.
+        screen_track = track_of(screen_replay(read_frames(video), seed=1000 + index), detector,
+                                landmarker)
+        played = loudspeaker(samples, SPEAKER_BAND_HZ, SPEAKER_SKEW_S)
+        played_envelope = envelope_of(played)
+        for span in attempts(utterances(played), attempt_s):
+            if inside(span, screen_track):
+                attacks["full_replay"].append({"clip": name, **trial(screen_track, played_envelope,
+                                                                     span, params)})
+        recordings["full_replay"].append(recording(name, identity, screen_track, played))
+        if vc_audio:
+            converted = vc_audio[index % len(vc_audio)]
+            converted_envelope = envelope_of(converted)
+            for span in attempts(utterances(converted), attempt_s):
+                if inside(span, screen_track):
+                    attacks["vc_dub"].append({"clip": name, "audio_from": index % len(vc_audio),
+                                              **trial(screen_track, converted_envelope, span, params)})
+            recordings["vc_dub"].append(recording(name, identity, screen_track, converted))
 
         for shift in DESYNC_SHIFTS_S:
             shifted = envelope_of(samples, shift)
@@ -282,6 +363,8 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                 if inside(span, track):
                     attacks["desync"].append({"clip": name, "shift_s": shift,
                                               **trial(track, shifted, span, params)})
+            recordings["desync"].append(recording(f"{name}@{shift:+.1f}s", identity, track,
+                                                  shifted_audio(samples, shift)))
 
         same_person = [c for c in clips if c[1] == identity and c[0] != name]
         donors = same_person or [c for c in clips if c[0] != name]
@@ -291,6 +374,8 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                 if inside(span, track):
                     attacks["replay_dub"].append({"clip": name, "audio_from": donor[0],
                                                   **trial(track, donor_envelope, span, params)})
+            recordings["replay_dub"].append(recording(f"{name}+{donor[0]}", identity, track,
+                                                      donor[3]))
 
     if av_spoof_dir is not None and Path(av_spoof_dir).is_dir():
         for name, _, video in find_clips(Path(av_spoof_dir)):
@@ -299,6 +384,7 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
             envelope = envelope_of(samples)
             for span in attempts(utterances(samples), attempt_s):
                 attacks["deepfake"].append({"clip": name, **trial(track, envelope, span, params)})
+            recordings["deepfake"].append(recording(name, name, track, samples))
 
     if not bona_fide:
         raise ValueError(f"no bona fide attempts found under {av_dir}")
@@ -315,8 +401,12 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                 for name, rows in [("bona_fide", bona_fide), *attacks.items()]}
     if details is not None:
         details.update(bona_fide=bona_fide, attacks=attacks)
-    return {"liveness": {
-        "bpcer": bpcer, "apcer": apcer, "threshold": min_correlation,
+    n_accepted = {name: int(accepted(rows, *chosen).sum()) for name, rows in attacks.items()}
+    without = {
+        "bpcer": bpcer, "apcer": apcer,
+        "bpcer_ci95": ci95(round(bpcer * len(bona_fide)), len(bona_fide)),
+        "apcer_ci95": {name: ci95(n_accepted[name], len(rows)) for name, rows in attacks.items()},
+        "threshold": min_correlation,
         "contrast_threshold": min_contrast,
         "n_bona_fide": len(bona_fide), "n_attacks": {k: len(v) for k, v in attacks.items()},
         "rejected_before_sync": problems,
@@ -327,7 +417,53 @@ def evaluate_liveness(av_dir: Path, av_spoof_dir: Path | None, models_dir: Path,
                    "min_keypoint_range": params.min_keypoint_range,
                    "max_lag_ms": params.max_lag_ms, "context_s": params.context_s},
         "deepfake_scoring": "generated video with its own driving audio, scored like a bona fide "
-                            "attempt (the audio is what drove the lips, so sync is the hard case)"}}
+                            "attempt (the audio is what drove the lips, so sync is the hard case)"}
+    if not fsdd_dir.is_dir():
+        return {"liveness": {**without, "without_challenge": without,
+                             "note": f"challenge not evaluated: no digit recordings at {fsdd_dir}"}}
+    return {"liveness": {**with_challenge(recordings, fsdd_dir, challenge_draws, digit_trials,
+                                          details),
+                         "without_challenge": without}}
+
+
+def ci95(errors: int, trials: int) -> list[float] | None:
+    """The 95 % Clopper-Pearson interval of ``errors`` in ``trials`` (None without trials)."""
+    found = challenge_eval.rate(errors, trials)
+    return found["ci95"]
+
+
+def with_challenge(recordings: dict, fsdd_dir: Path, draws: int, digit_trials: int,
+                   details: dict | None = None) -> dict:
+    """The door with the random challenge (tools/challenge_eval.py): BPCER and APCER per species
+    with intervals and counts; ``digit_replay`` and ``bpcer_audio_only`` from the digit recordings."""
+    params = challenge_eval.ChallengeParams()
+    bank = challenge_eval.DigitBank(fsdd_dir, params)
+    attacks = {name: recordings[name] for name in ATTACK_TYPES}
+    outcomes = challenge_eval.evaluate_av(recordings["bona_fide"], attacks, bank, params, draws)
+    excluded = outcomes.pop("excluded")
+    digits = challenge_eval.evaluate_digits(bank, params, trials=digit_trials)
+    outcomes["digit_replay"] = digits["digit_replay"]
+    if details is not None:
+        details["challenge"] = {**outcomes, "fsdd_genuine": digits["fsdd_genuine"]}
+    bona_fide = challenge_eval.summarise(outcomes["bona_fide"], True)
+    audio_only = challenge_eval.summarise(digits["fsdd_genuine"], True)
+    species = {name: challenge_eval.summarise(outcomes[name], False)
+               for name in (*ATTACK_TYPES, "digit_replay")}
+    return {
+        "bpcer": bona_fide["rate"], "bpcer_ci95": bona_fide["ci95"],
+        "n_bona_fide": bona_fide["trials"], "bona_fide_recordings": bona_fide["recordings"],
+        "bona_fide_excluded": excluded,
+        "apcer": {name: s["rate"] for name, s in species.items()},
+        "apcer_ci95": {name: s["ci95"] for name, s in species.items()},
+        "n_attacks": {name: s["trials"] for name, s in species.items()},
+        "attack_recordings": {name: s["recordings"] for name, s in species.items()},
+        "bpcer_audio_only": audio_only["rate"], "bpcer_audio_only_ci95": audio_only["ci95"],
+        "n_bona_fide_audio_only": audio_only["trials"],
+        "challenge": {"digits": params.digits, "min_correct": params.min_correct,
+                      "draws_per_recording": draws, "sync_check": "off (the challenge's mouth "
+                      "check per answer replaces it; the still-face rule applies to the answers)",
+                      "stand_ins": "answers' words from free-spoken-digit speakers; human latency "
+                                   "0.3-0.8 s assumed (tools/challenge_eval.py)"}}
 
 
 def main(argv=None) -> int:

@@ -74,6 +74,12 @@ def read_enrolment_files(paths: list[Path], kind: str) -> list[bytes]:
 
 def enroll(args, client: ControlClient) -> int:
     """``avid enroll NAME (--face IMG... --voice WAV... | --live [--samples N]) [--replace]``."""
+    if getattr(args, "digits", None) or getattr(args, "live_digits", False):
+        # Protocol v1 carries no digit recordings: refuse rather than enrol a person who then
+        # cannot answer the challenge.
+        raise EnrolmentError("the running door cannot take digit recordings yet (protocol v1): "
+                             "stop the service ('sudo systemctl stop avid'), enrol with --digits or "
+                             "--live-digits, then start it again")
     if args.live:
         def show(event: dict) -> None:
             step = f"[{event['step']}/{event['of']}] " if "step" in event and "of" in event else ""

@@ -75,6 +75,11 @@ class Attempt:
         self.early_decision = None
         #: Kept by the liveness check (:class:`~daemon.liveness.check.LivenessCheck`), opaque here.
         self.liveness_record = None
+        #: With a challenge (daemon.challenge.runner): the end of speech does not end the attempt
+        #: before ``release_after`` (set when the last prompt is out), and it ends at ``hold_until``.
+        self.challenge_record = None
+        self.hold_until: float | None = None
+        self.release_after: float | None = None
         self._pending = 0
         self._settled = threading.Condition()
         self._sample_ids = itertools.count()
@@ -197,6 +202,8 @@ class AttemptTracker:
         # (until the VAD's end, at most one attempt timeout) belongs to the decided attempt and
         # must not start another.
         self._finishing_until = float("-inf")
+        #: Called with each new attempt (the challenge runner starts its challenge here).
+        self.on_start: Callable[[Attempt], None] | None = None
 
     # --- inputs ----------------------------------------------------------------------------
     def on_frame(self, t: float, observation) -> Attempt | None:
@@ -253,6 +260,9 @@ class AttemptTracker:
                 self._embed_tail(attempt)
             elif event.kind == "end" and attempt.speech_started_at is not None:
                 attempt.speech_ended_at = event.t
+                if attempt.hold_until is not None and event.t < attempt.hold_until and (
+                        attempt.release_after is None or event.t < attempt.release_after):
+                    return  # an answer ended; more prompts are coming
                 self._end(attempt, event.t, "speech_end")
 
     def _add_voice(self, attempt: Attempt, samples: np.ndarray) -> None:
@@ -292,10 +302,16 @@ class AttemptTracker:
             return True
 
     def poll(self, now: float) -> None:
-        """End the current attempt if it has run for ``timeout_seconds``."""
+        """End the current attempt if it has run for ``timeout_seconds`` (with a challenge: when
+        the challenge is over)."""
         with self._lock:
             attempt = self.current
-            if attempt is not None and now - attempt.started_at >= self._config.timeout_seconds:
+            if attempt is None:
+                return
+            if attempt.hold_until is not None:
+                if now >= attempt.hold_until:
+                    self._end(attempt, now, "challenge_done")
+            elif now - attempt.started_at >= self._config.timeout_seconds:
                 self._end(attempt, now, "timeout")
 
     def abort(self, now: float, reason: str) -> None:
@@ -310,6 +326,8 @@ class AttemptTracker:
         attempt = Attempt(t, self._config.best_faces, self._config.max_speech_seconds)
         self.current = attempt
         log.debug("attempt %d started by %s", attempt.id, trigger)
+        if self.on_start is not None:
+            self.on_start(attempt)
         return attempt
 
     def _send(self, job: EmbedJob) -> None:

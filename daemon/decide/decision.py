@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from daemon.challenge.result import ChallengeResult
 from daemon.fuse.fusion import Candidate
 from daemon.liveness.result import LivenessResult
 
@@ -36,6 +37,9 @@ class Policy:
     #: Each modality's own LLR must reach this when both are used, so that an overwhelming face
     #: match cannot carry a voice that points to someone else (nor the other way round).
     min_modality_llr: float = 0.0
+    #: The attempt must answer its random challenge (daemon.challenge) with the accepted person's
+    #: own recordings of the digits; on when a prompt device is configured.
+    challenge_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,13 @@ class Decision:
 
 def decide(candidates: Sequence[Candidate], policy: Policy, *, problems: Sequence[str] = (),
            liveness: LivenessResult | None = None, locked_out: bool = False,
-           error: str | None = None) -> Decision:
+           error: str | None = None, challenge: ChallengeResult | None = None) -> Decision:
     """Decide on one attempt.
 
     ``candidates`` are the enrolled people's scores in any order (empty when nobody is enrolled or
     nothing could be scored); ``problems`` are input rejections from capture (see
-    :data:`INPUT_PROBLEMS`); ``error`` is any fault during the attempt.
+    :data:`INPUT_PROBLEMS`); ``error`` is any fault during the attempt; ``challenge`` the answers to
+    the attempt's random challenge (required by ``policy.challenge_required``).
     """
     # Ranked here rather than trusted: a NaN score makes a plain sort leave larger scores behind
     # it, so NaN ranks first, where it can only deny.
@@ -106,6 +111,9 @@ def decide(candidates: Sequence[Candidate], policy: Policy, *, problems: Sequenc
         return deny("no_enrolled")
     if policy.liveness_required and (liveness is None or not liveness.passed):
         return deny("liveness_failed", liveness=liveness.reason if liveness else "not run")
+    if policy.challenge_required and (challenge is None or not challenge.passed_for(best.name)):
+        return deny("challenge_failed", challenge=(challenge.reason or "not this person's answers")
+                    if challenge else "not run")
     if single is None:
         if best.face_llr is None or best.voice_llr is None:
             return deny("no_face" if best.face_llr is None else "no_speech")

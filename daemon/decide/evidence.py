@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from daemon.challenge.result import ChallengeResult
 from daemon.decide.decision import Decision, Policy, decide
 from daemon.liveness.result import LivenessResult
 from daemon.fuse.fusion import Candidate, FusionParams, score_candidates
@@ -30,7 +31,8 @@ class Evidence:
     ``face_probes`` are the usable face embeddings (best first) and ``face_quality`` their mean
     quality; ``face_problems`` say why faces were unusable, the most telling first. ``voice`` is the
     utterance embedding (None when there is no usable speech, with ``voice_problems`` saying why).
-    ``error`` is any fault during the attempt; it denies whatever else was gathered.
+    ``error`` is any fault during the attempt; it denies whatever else was gathered. ``challenge`` is
+    the judged answers to the attempt's random challenge (None when none was presented).
     """
 
     face_probes: tuple[np.ndarray, ...] = field(default=(), repr=False)
@@ -41,6 +43,7 @@ class Evidence:
     voice_problems: tuple[str, ...] = ()
     liveness: LivenessResult | None = None
     error: str | None = None
+    challenge: ChallengeResult | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -68,7 +71,7 @@ def decide_scored(evidence: Evidence, candidates: Sequence[Candidate], policy: P
     if locked_out or evidence.error:
         candidates = []
     return decide(candidates, policy, problems=evidence.problems, liveness=evidence.liveness,
-                  locked_out=locked_out, error=evidence.error)
+                  locked_out=locked_out, error=evidence.error, challenge=evidence.challenge)
 
 
 def decide_attempt(evidence: Evidence, people: Iterable, fusion: FusionParams, policy: Policy, *,

@@ -10,7 +10,10 @@ and how it is judged (:func:`daemon.liveness.sync.check_liveness`) stays inside 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+
+import numpy as np
 
 from daemon.detect.face_landmarks import FaceLandmarker
 from daemon.inference.tflite import DEFAULT_MODELS_DIR
@@ -67,6 +70,28 @@ class LivenessCheck:
         with record.lock:
             record.audio.append((t, samples))
 
+    def mouth_track(self, attempt) -> tuple[np.ndarray, np.ndarray]:
+        """Frame times and mouth openings (NaN without a face) of an attempt so far, from the
+        landmarks already computed: the challenge's check of the mouth per answer reads these."""
+        record = self._record(attempt)
+        faces = FaceTrackBuilder(history_s=HISTORY_SECONDS)
+        with record.lock:
+            for t, face, landmarks in record.frames:
+                faces.add(t, face, landmarks)
+        track = faces.build()
+        return track.t, track.mouth
+
+    def audio(self, attempt) -> tuple[float, np.ndarray] | None:
+        """The attempt's audio as one array and the time of its first sample (None when none was
+        heard); blocks that do not follow on are joined anyway (a gap shifts later answers, which
+        can only fail them)."""
+        record = self._record(attempt)
+        with record.lock:
+            blocks = list(record.audio)
+        if not blocks:
+            return None
+        return blocks[0][0], np.concatenate([np.asarray(b, np.float32).reshape(-1) for _, b in blocks])
+
     def judge(self, attempt, until: float | None = None) -> LivenessResult:
         """The liveness result of an :class:`~daemon.decide.attempt.Attempt`: a finished one, or
         one still running, judged on what it has shown ``until`` then."""
@@ -91,12 +116,22 @@ class LivenessCheck:
 
 
 def make_liveness_check(config, calibrated_threshold: float | None) -> LivenessCheck | None:
-    """The configured check, or None when ``liveness.required`` is off."""
-    if not config.liveness.required:
+    """The configured check, or None when ``liveness.required`` is off and there is no challenge
+    (the challenge reads the audio and mouth track the check records)."""
+    challenge = config.prompt.backend != "none"
+    if not config.liveness.required and not challenge:
         return None
     params = LivenessParams(max_lag_ms=float(config.liveness.max_lag_ms))
     if calibrated_threshold is not None:
         params = dataclasses.replace(params, min_sync_correlation=float(calibrated_threshold))
+    if challenge:
+        # With the challenge the mouth is checked per answer and the still-face rule over the
+        # answers (daemon/challenge/verify.py): over a whole attempt, mostly waiting for prompts
+        # with the mouth at rest, both would refuse live people; the sync correlation is replaced
+        # by the answers' timing (see SECURITY.md for the data).
+        params = dataclasses.replace(params, min_sync_correlation=-1.0, min_sync_contrast=-math.inf,
+                                     max_far_advantage=math.inf, min_mouth_range=0.0,
+                                     min_mouth_closure=0.0)
     landmarker = FaceLandmarker(models_dir=config.models.directory or DEFAULT_MODELS_DIR,
                                 num_threads=config.models.num_threads)
     return LivenessCheck(landmarker, params, config.microphone.block_ms / 1000,

@@ -42,7 +42,8 @@ def make_policy(config: Config, point: OperatingPoint) -> Policy:
     """The decision policy from the config and the operating point."""
     return Policy(point.threshold, point.margin, config.decision.missing_modality,
                   config.decision.single_modality_threshold, config.liveness.required,
-                  config.decision.min_modality_llr)
+                  config.decision.min_modality_llr,
+                  challenge_required=config.prompt.backend != "none")
 
 
 def make_fusion(config: Config, point: OperatingPoint) -> FusionParams:
@@ -164,6 +165,9 @@ def build_door(config: Config, clock=time.monotonic, pipeline: Pipeline | None =
     point = load_operating_point(config, pipeline.models_fingerprint, DEFAULT_CALIBRATION)
     door = Door(config, pipeline, store, point, open_lockout(config, clock=clock),
                 make_liveness_check(config, point.liveness_threshold))
+    from daemon.challenge.runner import make_challenge_runner, startup_warning
+    door.challenge = make_challenge_runner(config, clock)
+    startup_warning(config, door.people())
     log.info("door ready: %d enrolled, threshold=%.2f margin=%.2f calibration=%s liveness=%s",
              len(door.people()), door.policy.threshold, door.policy.margin, point.source,
              "required" if door.policy.liveness_required else "off")

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 decisions_log = logging.getLogger("daemon.decision")
 
 #: Reasons that count towards the lockout: attempts that reached a comparison or the liveness check.
-COUNTED_FAILURES = frozenset({"no_match", "face_mismatch", "voice_mismatch", "ambiguous", "liveness_failed"})
+COUNTED_FAILURES = frozenset({"no_match", "face_mismatch", "voice_mismatch", "ambiguous", "liveness_failed",
+                              "challenge_failed"})
 SETTLE_TIMEOUT_SECONDS = 2.0
 
 
@@ -117,6 +118,10 @@ class CaptureLoop:
         self.tracker = AttemptTracker(
             self.config.attempt, self._dispatch, self._attempt_finished,
             speculate_from_seconds=decision.early_min_speech_seconds if decision.early_accept else None)
+        #: The random challenge (daemon/challenge/runner.py), None without a prompt device.
+        self.challenge = getattr(door, "challenge", None)
+        if self.challenge is not None:
+            self.tracker.on_start = self.challenge.start
         self._vad = VadSettings.from_config(self.config)
         self._early_accept = self.config.decision.early_accept
         self._decision_listeners: list[Callable[[DecisionEvent], None]] = []
@@ -177,6 +182,11 @@ class CaptureLoop:
                     except Exception:
                         log.exception("queued command failed")
                 now = self._clock()
+                if self.challenge is not None:
+                    self.challenge.poll(now)
+                    current = self.tracker.current
+                    if current is not None:
+                        self.challenge.recognise_early(current, self.liveness, self.door.people(), now)
                 self.tracker.poll(now)
                 if self._health is not None:
                     self._health.iteration_done()
@@ -243,6 +253,8 @@ class CaptureLoop:
                 pending = np.zeros(0, np.float32)
                 return
             self.microphone.recovered()
+            if self.challenge is not None:
+                samples = self.challenge.mask(item.t, samples)
             attempt = self.tracker.current
             if attempt is not None and self.liveness is not None:
                 self.liveness.observe_audio(attempt, item.t, samples)
@@ -361,7 +373,8 @@ class CaptureLoop:
                 self.lockout.record_failure()
         except AvidError as exc:
             log.error("lockout state not saved: %s", exc)
-        abandoned = attempt.end_reason == "timeout" and attempt.speech_started_at is None
+        abandoned = (attempt.end_reason in ("timeout", "challenge_done")
+                     and attempt.speech_started_at is None)
         self._log_decision(attempt, decision, latency_ms, abandoned)
         event = DecisionEvent(attempt.id, decision, latency_ms, attempt.end_reason, speech_end, decided_at,
                               attempt.voice.seconds)
@@ -383,7 +396,25 @@ class CaptureLoop:
         evidence = attempt.evidence(self.pipeline.embed_window, self.config.attempt.min_speech_seconds)
         if self.door.policy.liveness_required and not evidence.problems and not evidence.error:
             evidence = dataclasses.replace(evidence, liveness=self._check_liveness(attempt))
+        if self.door.policy.challenge_required and not evidence.problems and not evidence.error:
+            evidence = dataclasses.replace(evidence, challenge=self._check_challenge(attempt, evidence))
         return evidence
+
+    def _check_challenge(self, attempt: Attempt, evidence: Evidence):
+        from daemon.challenge.result import ChallengeResult
+        from daemon.decide.evidence import score_evidence
+        if self.challenge is None:
+            return ChallengeResult(False, "no_challenge")
+        try:
+            # Only the best-scoring candidate can be accepted (decision.py): check the answers
+            # against that person's digits alone.
+            candidates = score_evidence(evidence, self.door.people(), self.door.fusion)
+            best = max(candidates, key=lambda c: (c.fused != c.fused, c.fused), default=None)
+            people = [p for p in self.door.people() if best is not None and p.name == best.name]
+            return self.challenge.judge(attempt, self.liveness, people)
+        except Exception as exc:
+            log.error("attempt %d: challenge check failed: %s", attempt.id, exc)
+            return ChallengeResult(False, f"error: {type(exc).__name__}")
 
     def _check_liveness(self, attempt: Attempt, until: float | None = None) -> LivenessResult:
         if self.liveness is None:

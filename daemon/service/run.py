@@ -34,7 +34,7 @@ def run_daemon(config: Config) -> int:
     # Installed before the slow start-up, so that no signal can end the process the default way
     # (every terminating signal relocks first).
     handlers = install_stop_handlers(lock, stop)
-    monitor = bridge = control = None
+    monitor = bridge = control = door = None
     try:
         monitor = open_door_monitor(config.door, lock, factory)
         health = HealthGate(notifier, max_frame_age_s=config.watchdog.max_frame_age_seconds,
@@ -59,6 +59,8 @@ def run_daemon(config: Config) -> int:
     finally:
         if control is not None:
             control.close()
+        if door is not None and getattr(door, "challenge", None) is not None:
+            door.challenge.close()  # the prompt device (a display is cleared)
         if monitor is not None:
             monitor.close()
         lock.close()

@@ -42,7 +42,9 @@ def verify_files(config, faces: list[Path], voices: list[Path]) -> tuple[Decisio
     pipeline = door_parts.make_pipeline(config)
     store = door_parts.open_store(config, pipeline.models_fingerprint)
     point = load_operating_point(config, pipeline.models_fingerprint, door_parts.DEFAULT_CALIBRATION)
-    policy = dataclasses.replace(door_parts.make_policy(config, point), liveness_required=False)
+    # Files are not a live capture: neither liveness nor a challenge can be asked of them.
+    policy = dataclasses.replace(door_parts.make_policy(config, point), liveness_required=False,
+                                 challenge_required=False)
     evidence = evidence_from_files(pipeline, faces, voices, config.attempt.min_speech_seconds)
     decision = decide_attempt(evidence, store.load().values(), door_parts.make_fusion(config, point), policy)
     return decision, evidence

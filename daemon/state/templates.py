@@ -66,6 +66,9 @@ class Person:
     voice: np.ndarray = field(default_factory=lambda: np.zeros((0, 256), np.float32))
     generation: int = 0
     id: str = ""
+    #: The person's own recordings of the digits for the challenge, as MFCC arrays keyed
+    #: "<digit>.<take>" (daemon.challenge.digits.DigitTemplates.to_arrays); empty when not enrolled.
+    digits: dict = field(default_factory=dict)
 
     def centroid(self, modality: str) -> np.ndarray | None:
         """The unit-length mean of the person's embeddings for ``modality``, or None if none."""
@@ -223,8 +226,10 @@ class TemplateStore:
             generation = payload["generation"]
             if type(generation) is not int or generation < 0:
                 raise ValueError("generation is not a non-negative integer")
+            digits = {str(k): np.frombuffer(_unb64(v["data"]), np.float32).reshape(v["shape"]).copy()
+                      for k, v in payload.get("digits", {}).items()}
             return Person(validate_name(payload["name"]), face.copy(), voice.copy(),
-                          generation, record_id)
+                          generation, record_id, digits)
         except InvalidTag as exc:
             raise StoreError(f"record {record_path.name} fails authentication (corrupt or tampered)") from exc
         except PARSE_ERRORS as exc:
@@ -257,6 +262,11 @@ class TemplateStore:
             if samples.ndim != 2 or samples.shape[1] != width or not np.all(np.isfinite(samples)):
                 raise StoreError(f"{person.name}: {modality} embeddings must be finite and of shape "
                                  f"(n, {width}), got {samples.shape}")
+        for key, mfcc in person.digits.items():
+            mfcc = np.asarray(mfcc)
+            if mfcc.ndim != 2 or mfcc.shape[0] == 0 or not np.all(np.isfinite(mfcc)):
+                raise StoreError(f"{person.name}: digit recording {key!r} must be a finite, "
+                                 f"non-empty (frames, coefficients) array, got {mfcc.shape}")
         with self._writing():
             try:
                 return self._save_locked(person, replace)
@@ -282,6 +292,9 @@ class TemplateStore:
             "name": person.name, "generation": generation,
             "face": _b64(np.ascontiguousarray(person.face, np.float32).tobytes()),
             "voice": _b64(np.ascontiguousarray(person.voice, np.float32).tobytes()),
+            "digits": {str(k): {"shape": list(np.shape(v)),
+                                "data": _b64(np.ascontiguousarray(v, np.float32).tobytes())}
+                       for k, v in person.digits.items()},
         }).encode()
         header = {"schema": SCHEMA_VERSION, "id": record_id, "models": self._models,
                   "nonce": _b64(nonce), "ciphertext": _b64(AESGCM(data_key).encrypt(nonce, payload, aad))}
@@ -297,7 +310,7 @@ class TemplateStore:
         for old in namesakes:
             remove_durably(*self._paths(old.id))
         self._remove_orphan_keys()
-        return Person(person.name, person.face, person.voice, generation, record_id)
+        return Person(person.name, person.face, person.voice, generation, record_id, person.digits)
 
     def delete(self, name: str) -> bool:
         """Remove a person's record and data key (crypto-shredding); False if not enrolled."""
