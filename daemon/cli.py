@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", nargs="+", type=Path, default=[], metavar="IMG", help="face image(s)")
     p.add_argument("--voice", nargs="+", type=Path, default=[], metavar="WAV", help="voice clip(s)")
     p.add_argument("--live", action="store_true", help="capture samples from the camera and microphone")
-    p.add_argument("--samples", type=int, default=1, help="live samples to take (default 1)")
+    p.add_argument("--samples", type=int, default=3, help="live samples to take: sentences (default 3)")
     p.add_argument("--replace", action="store_true", help="replace an existing person of that name")
 
     p = sub.add_parser("delete", help="delete an enrolled person and their key")

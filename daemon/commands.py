@@ -36,7 +36,7 @@ def _fingerprint(config: Config) -> str:
 
 
 def enroll(config: Config, args) -> int:
-    from daemon.service.enrolment import enrol_from_files, live_samples
+    from daemon.service.enrolment import enrol_from_files, live_samples, voice_enrolment_advice
 
     pipeline = door.make_pipeline(config)
     store = door.open_store(config, pipeline.models_fingerprint, create_key=True)
@@ -49,6 +49,9 @@ def enroll(config: Config, args) -> int:
         face, voice = enrol_from_files(pipeline, args.face, args.voice, config.attempt.min_speech_seconds)
     store.save(Person(args.name, face, voice), replace=args.replace)
     print(f"enrolled {args.name}: {len(face)} face sample(s), {len(voice)} voice sample(s)")
+    advice = voice_enrolment_advice(len(voice))
+    if advice:
+        print(advice)
     return 0
 
 

@@ -27,8 +27,10 @@ FULL_VOICE_SECONDS = 3.0
 class Evidence:
     """What one attempt offers for a decision (never logged: it holds embeddings).
 
-    ``face_probes`` are the usable face embeddings (best first) and ``face_quality`` their mean
-    quality; ``face_problems`` say why faces were unusable, the most telling first. ``voice`` is the
+    ``face_probes`` are the embeddings of every face that could be aligned (best first), whatever
+    its quality problems, and ``face_quality`` their mean quality (reported, not weighted: see
+    :mod:`daemon.fuse.fusion`); ``face_problems`` name the quality problems seen, the most frequent
+    first, and say why there is no face when there is none (``no_face``, ``face_too_small``). ``voice`` is the
     utterance embedding (None when there is no usable speech, with ``voice_problems`` saying why).
     ``error`` is any fault during the attempt; it denies whatever else was gathered.
     """
@@ -59,7 +61,7 @@ def score_evidence(evidence: Evidence, people: Iterable, fusion: FusionParams) -
     if evidence.error:
         return []
     return score_candidates(people, list(evidence.face_probes), evidence.voice, fusion,
-                            evidence.face_quality, evidence.voice_quality)
+                            evidence.voice_quality)
 
 
 def decide_scored(evidence: Evidence, candidates: Sequence[Candidate], policy: Policy, *,

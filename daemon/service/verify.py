@@ -9,6 +9,7 @@ import numpy as np
 
 from daemon.decide.decision import Decision
 from daemon.decide.evidence import Evidence, decide_attempt
+from daemon.detect.face_quality import scorable
 from daemon.fuse.calibration import load_operating_point
 from daemon.service import door as door_parts
 
@@ -18,11 +19,10 @@ def evidence_from_files(pipeline, faces: list[Path], voices: list[Path], min_spe
     face_embeddings, qualities, face_problems = [], [], []
     for path in faces:
         embedding, observation, reasons = pipeline.face_from_image(path)
-        if embedding is not None and not reasons:
+        face_problems.extend(r for r in reasons if r)
+        if embedding is not None and scorable(reasons):
             face_embeddings.append(embedding)
             qualities.append(observation.quality)
-        else:
-            face_problems.extend(r for r in reasons if r)
     voice, seconds, voice_problems = None, 0.0, ("no_speech",)
     for path in voices[:1]:
         result = pipeline.voice_from_wav(path, min_speech_seconds)
@@ -38,5 +38,5 @@ def verify_files(config, faces: list[Path], voices: list[Path]) -> tuple[Decisio
     point = load_operating_point(config, pipeline.models_fingerprint, door_parts.DEFAULT_CALIBRATION)
     policy = dataclasses.replace(door_parts.make_policy(config, point), liveness_required=False)
     evidence = evidence_from_files(pipeline, faces, voices, config.attempt.min_speech_seconds)
-    decision = decide_attempt(evidence, store.load().values(), door_parts.make_fusion(config, point), policy)
+    decision = decide_attempt(evidence, store.load().values(), door_parts.make_fusion(config, point, pipeline.voice_backend), policy)
     return decision, evidence
