@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from daemon.embed.mel import preprocess_wav
-from daemon.inference.tflite import read_manifest, sha256_of
+from daemon.inference.tflite import TFLiteModel, read_manifest, sha256_of
 from daemon.embed.speaker_encoder import SpeakerEncoder, mean_embedding, partial_windows
 from daemon.errors import EnrolmentError, ModelError
 
@@ -65,6 +65,14 @@ def test_window_embeddings_match_pytorch(encoder):
         assert embedding.shape == (256,)
         assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
         assert cosine(embedding, expected) >= 0.995
+
+
+def test_xnnpack_agrees_with_the_builtin_kernels(encoder):
+    # the daemon runs the encoder's loop under XNNPACK; TFLite's own kernels are the reference
+    builtin = TFLiteModel("speaker_encoder", num_threads=1, xnnpack=False)
+    for window in REFERENCE["window_mels"]:
+        expected = builtin.run(window[None])[0].reshape(256)
+        assert cosine(encoder.embed_window(window), expected) >= 0.9995
 
 
 def test_model_keeps_no_state_between_windows(encoder):
