@@ -38,5 +38,6 @@ def verify_files(config, faces: list[Path], voices: list[Path]) -> tuple[Decisio
     point = load_operating_point(config, pipeline.models_fingerprint, door_parts.DEFAULT_CALIBRATION)
     policy = dataclasses.replace(door_parts.make_policy(config, point), liveness_required=False)
     evidence = evidence_from_files(pipeline, faces, voices, config.attempt.min_speech_seconds)
-    decision = decide_attempt(evidence, store.load().values(), door_parts.make_fusion(config, point, pipeline.voice_backend), policy)
+    fusion = door_parts.make_fusion(config, point, pipeline.voice_backend)
+    decision = decide_attempt(evidence, store.load().values(), fusion, policy)
     return decision, evidence
