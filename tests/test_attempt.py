@@ -359,3 +359,13 @@ def test_speech_resuming_after_a_pause_makes_the_speculation_stale():
     computed = []
     door.finished[0].last_windows(lambda window: computed.append(window) or np.zeros(256, np.float32))
     assert computed, "a stale speculative window must not be used"
+
+
+def test_without_a_scorable_face_the_reason_is_why_none_could_be_scored():
+    from daemon.decide.evidence import Evidence
+
+    too_small = Evidence(face_problems=("blurry", "blurry", "face_too_small"), voice_problems=("no_speech",))
+    assert too_small.problems == ["face_too_small", "no_speech"]
+    assert Evidence().problems == ["no_face"]
+    scored = Evidence(face_probes=(np.ones(128, np.float32),), face_problems=("not_frontal",))
+    assert scored.problems == []

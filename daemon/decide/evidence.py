@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from daemon.decide.decision import Decision, Policy, decide
+from daemon.detect.face_quality import UNSCORABLE
 from daemon.liveness.result import LivenessResult
 from daemon.fuse.fusion import Candidate, FusionParams, score_candidates
 
@@ -47,8 +48,12 @@ class Evidence:
     @property
     def problems(self) -> list[str]:
         """Input problems in the order :func:`decide` reports them: the face's first, then the voice's."""
-        face = [] if self.face_probes else [self.face_problems[0] if self.face_problems else "no_face"]
-        return face + list(self.voice_problems)
+        if self.face_probes:
+            return list(self.voice_problems)
+        # Without a face to score, say why none could be scored (a blur does not stop scoring).
+        unscorable = [p for p in self.face_problems if p in UNSCORABLE]
+        face = unscorable[0] if unscorable else self.face_problems[0] if self.face_problems else "no_face"
+        return [face] + list(self.voice_problems)
 
     @property
     def voice_quality(self) -> float:
