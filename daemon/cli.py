@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", nargs="+", type=Path, default=[], metavar="IMG", help="face image(s)")
     p.add_argument("--voice", nargs="+", type=Path, default=[], metavar="WAV", help="voice clip(s)")
     p.add_argument("--live", action="store_true", help="capture samples from the camera and microphone")
-    p.add_argument("--samples", type=int, default=1, help="live samples to take (default 1)")
+    p.add_argument("--samples", type=int, default=3, help="live samples to take: sentences (default 3)")
     p.add_argument("--replace", action="store_true", help="replace an existing person of that name")
     p.add_argument("--digits", nargs="+", type=Path, default=[], metavar="WAV",
                    help="recordings of the digits 0-9 for the challenge (files or folders, named "

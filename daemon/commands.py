@@ -39,7 +39,7 @@ def _fingerprint(config: Config) -> str:
 def enroll(config: Config, args) -> int:
     if (routed := via_daemon(config, args)) is not None:
         return routed
-    from daemon.service.enrolment import enrol_from_files, live_samples
+    from daemon.service.enrolment import enrol_from_files, live_samples, voice_enrolment_advice
 
     pipeline = door.make_pipeline(config)
     store = door.open_store(config, pipeline.models_fingerprint, create_key=True)
@@ -54,6 +54,9 @@ def enroll(config: Config, args) -> int:
     store.save(Person(args.name, face, voice, digits=digits), replace=args.replace)
     print(f"enrolled {args.name}: {len(face)} face sample(s), {len(voice)} voice sample(s), "
           f"{len(digits)} digit recording(s)")
+    advice = voice_enrolment_advice(len(voice))
+    if advice:
+        print(advice)
     return 0
 
 

@@ -274,7 +274,9 @@ def default_fusion_and_policy():
 
     config = Config()
     point = load_operating_point(config, _fingerprint(), door.DEFAULT_CALIBRATION)
-    return door.make_fusion(config, point), Policy(point.threshold, point.margin, liveness_required=False)
+    from daemon.embed.voice_backend import load_voice_backend
+    return (door.make_fusion(config, point, load_voice_backend()),
+            Policy(point.threshold, point.margin, liveness_required=False))
 
 
 def _fingerprint() -> str:
