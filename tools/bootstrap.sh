@@ -9,6 +9,8 @@
 #   python3-seccomp (test) libseccomp for /usr/bin/python3: tools/run_sandboxed.py applies the unit's
 #                  SystemCallFilter= and MemoryDenyWriteExecute= in tests/test_systemd_unit.py
 #   mosquitto      (test) the real MQTT broker that tests/mqtt_broker.py starts for tests/test_mqtt*.py
+#   chromium, chromium-driver (test) Debian's headless browser and its WebDriver, which
+#                  tests/test_web_browser.py drives with Selenium (a downloaded browser cannot be fetched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -21,6 +23,8 @@ if [[ $mode == test ]]; then
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
     command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""
