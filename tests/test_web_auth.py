@@ -113,3 +113,20 @@ def test_web_section_is_strict():
         parse_config("web:\n  prot: 80\n  session_idle_minutes: 0\n")
     paths = {p.path for p in caught.value.problems}
     assert {"web.prot", "web.session_idle_minutes"} <= paths
+
+
+def test_avid_web_refuses_to_serve_without_a_user_or_with_a_bad_config(tmp_path):
+    import subprocess
+    import sys
+
+    from control_harness import ROOT
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"web:\n  port: 1\n  password_file: {tmp_path / 'none'}\n")
+    nobody = subprocess.run([sys.executable, "-m", "daemon", "web", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert nobody.returncode == EX_CONFIG and "no web user" in nobody.stderr
+    config.write_text("web:\n  host: 0.0.0.0\n")
+    exposed = subprocess.run([sys.executable, "-m", "daemon.web", "--config", str(config)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert exposed.returncode == EX_CONFIG and "web.host" in exposed.stderr

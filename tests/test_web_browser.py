@@ -4,8 +4,9 @@
 The browser logs in and follows one replayed timeline (about 40 s) on the pages:
 
     5 s empty | alice A (denied: nobody enrolled) | 16 s (enrol alice from uploaded files) |
-    alice B (accepted) | 3 s | stranger (denied: no match; lockout after one failure) | 25 s
-    (clear the lockout, delete alice)
+    alice B (accepted) | 3 s | stranger (denied: no match; lockout after one failure) | 20 s
+    (clear the lockout, delete alice, start a live enrolment of "carol") | alice C (captured by the
+    live enrolment at the door) | 4 s
 
 Requests without a session, with a foreign Origin or to a foreign Host name are refused.
 """
@@ -87,14 +88,15 @@ def _login_cookie(url, password=PASSWORD):
 def test_installer_page_in_a_browser(tmp_path):
     faces, voices = enrolment_files(tmp_path)
     video, wav = build_replay(tmp_path, [5.0, "s1_bbaf4p", 16.0, "s1_bbaf5a", 3.0,
-                                         "gridX_brbk7n_brbk7n", 25.0])
+                                         "gridX_brbk7n_brbk7n", 20.0,
+                                         "s1_bbaf2n", 4.0])
     port = free_port()
     with SocketFolder() as folder:
         socket_path = folder / "control.sock"
         config = _config(tmp_path, socket_path, video, wav, port)
         assert set_password(config).returncode == 0
         assert oct((tmp_path / "web" / "passwords").stat().st_mode & 0o777) == "0o600"
-        with WebProcess(config, port) as web, Browser() as driver:
+        with WebProcess(config, port, slim=True) as web, Browser() as driver:
             url = web.url
             wait = WebDriverWait(driver, 20)
 
@@ -182,8 +184,17 @@ def test_installer_page_in_a_browser(tmp_path):
                 wait.until(EC.invisibility_of_element_located((By.CSS_SELECTOR, '#people tr[data-name="alice"]')))
                 assert ControlClient(socket_path).list_people() == []
 
+                # Enrol carol at the door: the page shows the daemon's prompts live.
+                driver.find_element(By.ID, "live-name").send_keys("carol")
+                driver.find_element(By.ID, "enrol-live-btn").click()
+                _text_is(driver, "live-progress", r"\[1/1\] Look at the camera", timeout=10)
+                assert ControlClient(socket_path).status()["suspended"] is True
+                _text_is(driver, "live-progress", "sample taken", timeout=40)
+                _text_is(driver, "people-msg", "enrolled carol: 1 face sample", timeout=20)
+                wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#people tr[data-name="carol"]')))
+
                 status_body = json.loads(http(f"{url}/api/status", headers={"Cookie": session})[1])
-                assert status_body["enrolled"] == 0 and status_body["lock"] in ("locked", "unlocked")
+                assert status_body["enrolled"] == 1 and status_body["suspended"] is False and status_body["lock"] in ("locked", "unlocked")
             finally:
                 if daemon.poll() is None:
                     daemon.terminate()
@@ -198,5 +209,6 @@ def test_installer_page_in_a_browser(tmp_path):
     assert "web: user=admin op=delete name=alice outcome=ok" in log
     assert "origin=http://evil.example outcome=refused_origin" in log
     assert "outcome=refused_no_session" in log
+    assert "web: user=admin op=enrol_live name=carol samples=1 outcome=ok" in log
     daemon_log = "".join(stderr)
     assert "op=enrol_files name=alice outcome=ok" in daemon_log

@@ -18,7 +18,7 @@ def _service(key: str) -> list[str]:
 
 def test_web_unit_parses_and_is_locked_down(tmp_path):
     copy = tmp_path / "avid-web.service"
-    copy.write_text(UNIT.read_text().replace("ExecStart=/opt/avid/venv/bin/avid", f"ExecStart={sys.executable}"))
+    copy.write_text(UNIT.read_text().replace("ExecStart=/opt/avid/venv/bin/python", f"ExecStart={sys.executable}"))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True,
                             text=True, timeout=120)
     # verify exits 0 even for unknown keys, so every line naming the unit counts.

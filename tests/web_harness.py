@@ -37,15 +37,17 @@ def set_password(config: Path, user: str = "admin", password: str = PASSWORD) ->
 
 
 class WebProcess:
-    """``avid web --config CONFIG`` in a subprocess; its log lines collect in :attr:`log`."""
+    """``avid web --config CONFIG`` (or, with ``slim``, ``python -m daemon.web`` as the unit runs it)
+    in a subprocess; its log lines collect in :attr:`log`."""
 
-    def __init__(self, config: Path, port: int):
+    def __init__(self, config: Path, port: int, slim: bool = False):
         self.config, self.port = config, port
+        self.module, self.args = ("daemon.web", []) if slim else ("daemon", ["web"])
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
 
     def __enter__(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "daemon", "web", "--config", str(self.config)],
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args, "--config", str(self.config)],
                                         cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True)
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stderr), daemon=True)

@@ -375,7 +375,9 @@ def calibration_summary(config: Config) -> dict:
         try:
             metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
             fused = metrics.get("fused", {})
-            out["report"] = {"fused_eer": fused.get("eer"), "fnmr_at_fmr": fused.get("fnmr_at_fmr"),
+            points = fused.get("fnmr_at_fmr") or {}
+            out["report"] = {"fused_eer": fused.get("eer"),
+                             "fnmr_at_fmr": {fmr: p.get("fnmr") for fmr, p in points.items() if isinstance(p, dict)},
                              "face_eer": metrics.get("face", {}).get("eer"),
                              "voice_eer": metrics.get("voice", {}).get("eer"),
                              "det": (report / "det.png").is_file()}

@@ -33,13 +33,15 @@ function showStatus(s) {
   $("st-door").textContent = s.door;
   $("st-alarms").textContent = s.alarms && s.alarms.length ? s.alarms.join(", ") : "none";
   const lo = s.lockout || {};
-  $("st-lockout").textContent = lo.locked_out ? `locked out for ${Math.ceil(lo.remaining_seconds)} s (${lo.consecutive_failures} failures)`
-                                              : `no (${lo.consecutive_failures || 0} consecutive failures)`;
+  $("st-lockout").textContent = lo.locked_out ? `locked out for ${Math.ceil(lo.remaining_seconds)} s (${lo.consecutive_failures} failure(s))`
+                                              : `no (${lo.consecutive_failures || 0} consecutive failure(s))`;
   $("st-camera").textContent = (s.devices || {}).camera;
   $("st-microphone").textContent = (s.devices || {}).microphone;
   $("st-models").textContent = s.models;
   $("st-enrolled").textContent = s.enrolled;
   $("st-suspended").textContent = s.suspended ? `suspended: enrolling ${s.enrolling || ""}` : "deciding";
+  // A page opened later gets the recent history from the status snapshot.
+  for (const d of s.last_decisions || []) addDecision(d);
 }
 
 function addDecision(d) {
@@ -187,8 +189,10 @@ async function calibrationPage() {
     ["missing modality", c.config.missing_modality], ["calibration file", c.calibration_file]]);
   $("cal-note").textContent = c.calibration_note || "";
   if (c.report) {
-    fill($("cal-report"), [["fused EER", c.report.fused_eer], ["face EER", c.report.face_eer],
-                           ["voice EER", c.report.voice_eer], ["fused FNMR at FMR", c.report.fnmr_at_fmr]]);
+    const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(2)} %` : x);
+    fill($("cal-report"), [["fused EER", pct(c.report.fused_eer)], ["face EER", pct(c.report.face_eer)],
+                           ["voice EER", pct(c.report.voice_eer)],
+                           ...Object.entries(c.report.fnmr_at_fmr || {}).map(([fmr, fnmr]) => [`fused FNMR at FMR ${fmr}`, pct(fnmr)])]);
     if (c.report.det) { $("det").src = "/api/det.png"; $("det").hidden = false; }
   } else {
     $("report-note").textContent = c.report_note || "no evaluation report configured (web.report_dir)";
