@@ -40,10 +40,10 @@ class WebProcess:
     """``avid web --config CONFIG`` (or, with ``slim``, ``python -m daemon.web`` as the unit runs it)
     in a subprocess; its log lines collect in :attr:`log`."""
 
-    def __init__(self, config: Path, port: int, slim: bool = False):
+    def __init__(self, config: Path, port: int, slim: bool = False, scheme: str = "http"):
         self.config, self.port = config, port
         self.module, self.args = ("daemon.web", []) if slim else ("daemon", ["web"])
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         self.lines: list[str] = []
 
     def __enter__(self):
@@ -79,14 +79,15 @@ class WebProcess:
         return "".join(self.lines)
 
 
-def http(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None):
+def http(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None,
+         context=None):
     """``(status, body, headers)`` of one request; redirects are not followed."""
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None
 
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(NoRedirect)
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(request, timeout=30) as response:
             return response.status, response.read(), response.headers

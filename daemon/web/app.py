@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from importlib import resources
-from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
