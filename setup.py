@@ -33,9 +33,9 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "selenium>=4.15",
                  # the web page's stack, which its browser tests run
-                 "starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+                 "starlette>=1.10", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         # `avid web`: a small ASGI stack (sessions are kept in memory, passwords hashed with scrypt).
-        "web": ["starlette>=0.37", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        "web": ["starlette>=1.10", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "tools": ["matplotlib>=3.8", "tqdm>=4.66", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["avid = daemon.cli:main"]},

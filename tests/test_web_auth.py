@@ -70,7 +70,10 @@ def test_sessions_end_when_idle_or_too_old():
         sessions.get(token)
     assert sessions.get(token) is None  # ...but not past max_seconds
     idle = sessions.create("admin")
-    clock.now += 61
+    clock.now += 30
+    assert sessions.alive(idle)  # a live stream's check is not use:
+    clock.now += 31
+    assert not sessions.alive(idle)
     assert sessions.get(idle) is None
     other = sessions.create("admin")
     sessions.end(other)

@@ -24,7 +24,7 @@ from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, Plain
 from starlette.routing import Route
 
 from daemon.config import Config, is_loopback
-from daemon.control.protocol import MAX_FILE_BYTES, MAX_FILES, ControlError
+from daemon.control.protocol import MAX_FILE_BYTES, MAX_FILES, MAX_PAYLOAD_BYTES, ControlError
 from daemon.web.auth import LoginBackoff, Sessions, read_passwords, verify_password
 from daemon.web.doorlink import DoorLink, LiveEnrolment
 
@@ -116,7 +116,8 @@ class WebApp:
             yield
             await self.door.close()
 
-        app = Starlette(routes=routes, lifespan=lifespan)
+        # The largest request is an upload the control socket would take, plus multipart framing.
+        app = Starlette(routes=routes, lifespan=lifespan, max_body_size=MAX_PAYLOAD_BYTES + 2**20)
         return _Guard(app, self)
 
     # --- pages ------------------------------------------------------------------------------------
@@ -188,11 +189,13 @@ class WebApp:
 
     async def api_events(self, request: Request) -> Response:
         queue = self.door.subscribe()
+        token = request.cookies.get(COOKIE)
 
         async def stream():
             try:
                 yield "retry: 2000\n\n"
-                while True:
+                # An open page keeps its stream, but not past its session (logout, expiry).
+                while self.sessions.alive(token):
                     try:
                         event, data = await asyncio.wait_for(queue.get(), timeout=15)
                     except asyncio.TimeoutError:

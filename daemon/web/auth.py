@@ -129,6 +129,11 @@ class Sessions:
             session.last_used = self._clock()
         return session
 
+    def alive(self, token: str | None) -> bool:
+        """True while ``token``'s session lasts; unlike :meth:`get`, does not count as use."""
+        self._expire()
+        return bool(token) and token in self._sessions
+
     def end(self, token: str | None) -> None:
         """Log a session out; unknown tokens are ignored."""
         if token:

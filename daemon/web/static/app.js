@@ -63,7 +63,10 @@ function statusPage() {
   const events = new EventSource("/api/events");
   events.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
   events.addEventListener("decision", (e) => addDecision(JSON.parse(e.data)));
-  events.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "muted"; };
+  events.onerror = () => {
+    $("conn").textContent = "reconnecting…"; $("conn").className = "muted";
+    api("/api/status").catch(() => {});  // an ended session sends the page to the login
+  };
 }
 
 // --- people ---------------------------------------------------------------------------------------
