@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lockout", help="show or clear the failed-attempt lockout")
     _add_common(p)
     p.add_argument("--clear", action="store_true", help="clear the lockout")
+
+    p = sub.add_parser("web", help="serve the installer's web page (a client of the control socket)")
+    _add_common(p)
+    p = sub.add_parser("web-passwd", help="set a web page user's password (scrypt hash in web.password_file)")
+    _add_common(p)
+    p.add_argument("user", nargs="?", default="admin", help="user name (default: admin)")
     return parser
 
 

@@ -16,6 +16,7 @@ from daemon.config import Config
 from daemon.control.cli_bridge import via_daemon
 from daemon.errors import EnrolmentError
 from daemon.service import door
+from daemon import web as web_page
 from daemon.state.templates import Person
 
 log = logging.getLogger(__name__)
@@ -179,3 +180,5 @@ def relock(config: Config, args) -> int:
 #: Sub-command name → function.
 COMMANDS = {"status": status, "relock": relock, "self-test": self_test, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}
+COMMANDS["web"] = web_page.serve  # avid web: daemon/web/
+COMMANDS["web-passwd"] = web_page.passwd
