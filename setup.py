@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["daemon", "daemon.*"]),
-    package_data={"daemon": ["demo_data/*.md", "demo_data/*/*"]},
+    package_data={"daemon": ["demo_data/*.md", "demo_data/*/*", "web/static/*"]},
     # The models are installed beside the interpreter's prefix (daemon/inference/tflite.py looks there
     # when it is not running from a source checkout).
     data_files=[("share/avid/models", sorted(str(p) for p in Path("models").iterdir() if p.is_file()))],
@@ -31,9 +31,13 @@ setup(
         'lgpio>=0.2; platform_machine == "aarch64" and sys_platform == "linux"',
     ],
     extras_require={
-        # luma.oled in the tests too: the display prompt device is tested on luma.core's dummy device.
-        "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "luma.oled>=3.13"],
+        # luma.oled in the tests too: the display prompt device is tested on luma.core's dummy device;
+        # the web page's stack too, which its browser tests run.
+        "test": ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "luma.oled>=3.13", "selenium>=4.15",
+                 "starlette>=1.10", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "display": ["luma.oled>=3.13"],
+        # `avid web`: a small ASGI stack (sessions are kept in memory, passwords hashed with scrypt).
+        "web": ["starlette>=1.10", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "tools": ["matplotlib>=3.8", "tqdm>=4.66", "psutil>=5.9"],
     },
     entry_points={"console_scripts": ["avid = daemon.cli:main"]},

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", nargs="+", type=Path, default=[], metavar="IMG", help="face image(s)")
     p.add_argument("--voice", nargs="+", type=Path, default=[], metavar="WAV", help="voice clip(s)")
     p.add_argument("--live", action="store_true", help="capture samples from the camera and microphone")
-    p.add_argument("--samples", type=int, default=1, help="live samples to take (default 1)")
+    p.add_argument("--samples", type=int, default=3, help="live samples to take: sentences (default 3)")
     p.add_argument("--replace", action="store_true", help="replace an existing person of that name")
     p.add_argument("--digits", nargs="+", type=Path, default=[], metavar="WAV",
                    help="recordings of the digits 0-9 for the challenge (files or folders, named "
@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lockout", help="show or clear the failed-attempt lockout")
     _add_common(p)
     p.add_argument("--clear", action="store_true", help="clear the lockout")
+
+    p = sub.add_parser("web", help="serve the installer's web page (a client of the control socket)")
+    _add_common(p)
+    p = sub.add_parser("web-passwd", help="set a web page user's password (scrypt hash in web.password_file)")
+    _add_common(p)
+    p.add_argument("user", nargs="?", default="admin", help="user name (default: admin)")
     return parser
 
 

@@ -16,6 +16,7 @@ from daemon.config import Config
 from daemon.control.cli_bridge import via_daemon
 from daemon.errors import EnrolmentError
 from daemon.service import door
+from daemon import web as web_page
 from daemon.state.templates import Person
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def _fingerprint(config: Config) -> str:
 def enroll(config: Config, args) -> int:
     if (routed := via_daemon(config, args)) is not None:
         return routed
-    from daemon.service.enrolment import enrol_from_files, live_samples
+    from daemon.service.enrolment import enrol_from_files, live_samples, voice_enrolment_advice
 
     pipeline = door.make_pipeline(config)
     store = door.open_store(config, pipeline.models_fingerprint, create_key=True)
@@ -54,6 +55,9 @@ def enroll(config: Config, args) -> int:
     store.save(Person(args.name, face, voice, digits=digits), replace=args.replace)
     print(f"enrolled {args.name}: {len(face)} face sample(s), {len(voice)} voice sample(s), "
           f"{len(digits)} digit recording(s)")
+    advice = voice_enrolment_advice(len(voice))
+    if advice:
+        print(advice)
     return 0
 
 
@@ -176,3 +180,5 @@ def relock(config: Config, args) -> int:
 #: Sub-command name → function.
 COMMANDS = {"status": status, "relock": relock, "self-test": self_test, "run": run, "demo": demo, "enroll": enroll, "delete": delete, "list": list_people,
             "verify": verify, "calibrate": calibrate, "lockout": lockout}
+COMMANDS["web"] = web_page.serve  # avid web: daemon/web/
+COMMANDS["web-passwd"] = web_page.passwd

@@ -519,6 +519,48 @@ class ControlConfig(_Section):
         return value
 
 
+class WebConfig(_Section):
+    """The installer's web page (``avid web``), a client of the control socket."""
+
+    host: str = Field(
+        "127.0.0.1", min_length=1, max_length=253,
+        description="Address to listen on. Loopback (the default) is reached with 'ssh -L'; any "
+                    "other address needs tls_cert_file and tls_key_file.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port.")
+    tls_cert_file: Path | None = Field(None, description="TLS certificate chain (PEM); empty means plain HTTP.")
+    tls_key_file: Path | None = Field(None, description="The certificate's private key (PEM).")
+    allowed_hosts: list[str] = Field(
+        [], max_length=16,
+        description="Host names the browser may use besides loopback and 'host' (the name in a "
+                    "certificate, say); other Host headers are refused (DNS rebinding).")
+    password_file: Path = Field(
+        Path("/var/lib/avid-web/passwords"),
+        description="Users and their scrypt password hashes, written by 'avid web-passwd'.")
+    session_idle_minutes: float = Field(30.0, ge=1, le=1440,
+                                        description="A session unused this long is logged out.")
+    session_max_hours: float = Field(12.0, ge=0.1, le=168,
+                                     description="A session ends this long after login whatever its use.")
+    poll_seconds: float = Field(1.0, ge=0.2, le=10,
+                                description="How often the page's live view asks the daemon for its status.")
+    report_dir: Path | None = Field(
+        None, description="An evaluation report folder (tools/evaluate.py --out: metrics.json, "
+                          "det.png) shown on the calibration page; empty means none.")
+
+
+def web_problems(web: dict) -> list[tuple[str, str]]:
+    """Rules of the ``web`` section that involve several keys, as (key path, message)."""
+    problems = []
+    cert, key = web.get("tls_cert_file"), web.get("tls_key_file")
+    if bool(cert) != bool(key):
+        problems.append(("web.tls_cert_file", "TLS needs both tls_cert_file and tls_key_file"))
+    host = web.get("host", "127.0.0.1")
+    if isinstance(host, str) and not is_loopback(host) and not (cert and key):
+        problems.append(("web.host", f"listening on {host!r} (not loopback) needs TLS: set tls_cert_file "
+                                     "and tls_key_file (tools/install.sh --web-bind makes a "
+                                     "self-signed pair), or keep 127.0.0.1 and use ssh -L"))
+    return problems
+
+
 class Config(_Section):
     """The whole configuration of one door."""
 
@@ -543,6 +585,7 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description=LoggingConfig.__doc__)
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description=MqttConfig.__doc__)
     control: ControlConfig = Field(default_factory=ControlConfig, description=ControlConfig.__doc__)
+    web: WebConfig = Field(default_factory=WebConfig, description=WebConfig.__doc__)
 
     @property
     def state_dir(self) -> Path:
@@ -923,6 +966,7 @@ def _cross_field_problems(data: dict) -> list[tuple[str, str]]:
     if decision.get("face_weight") == 0 and decision.get("voice_weight") == 0:
         problems.append(("decision", "face_weight and voice_weight cannot both be 0"))
     problems += mqtt_problems(section("mqtt"))
+    problems += web_problems(section("web"))
     problems += _shared_pin_problems(section("lock"), section("door"))
     return problems
 

@@ -18,7 +18,8 @@ from daemon.detect.face_detector import Face, FaceDetector
 from daemon.detect.face_quality import assess_face
 from daemon.detect.vad import VadSettings, voiced_audio
 from daemon.embed.align import face_chip
-from daemon.embed.face_encoder import FaceEncoder
+from daemon.embed.face_encoder import FaceEncoder, mirror_average
+from daemon.embed.voice_backend import load_voice_backend
 from daemon.embed.mel import mel_spectrogram, normalize_volume
 from daemon.inference.tflite import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
 from daemon.embed.speaker_encoder import SpeakerEncoder
@@ -53,13 +54,17 @@ class Pipeline:
 
     def __init__(self, models_dir: Path | None = None, num_threads: int = 1,
                  min_face_width_px: int = 60, min_brightness: float = 40.0, min_face_score: float = 0.72,
-                 vad: VadSettings = VadSettings(), max_speech_seconds: float = 6.0):
+                 vad: VadSettings = VadSettings(), max_speech_seconds: float = 6.0,
+                 voice_backend: bool = True):
         models_dir = Path(models_dir or DEFAULT_MODELS_DIR)
         self.manifest = read_manifest(models_dir)
         self.models_fingerprint = models_fingerprint(self.manifest)
         self.detector = FaceDetector(models_dir=models_dir, num_threads=num_threads, min_score=min_face_score)
         self.face_encoder = FaceEncoder(models_dir=models_dir, num_threads=num_threads)
         self.speaker_encoder = SpeakerEncoder(models_dir=models_dir, num_threads=num_threads)
+        #: Applied where voices are scored (FusionParams.voice_backend); embeddings stay the encoder's.
+        #: (``voice_backend=False``: none, only for the tool that fits one.)
+        self.voice_backend = load_voice_backend(models_dir, self.manifest) if voice_backend else None
         self._min_face_width_px = min_face_width_px
         self._min_brightness = min_brightness
         #: The door's VAD settings: enrolment and evaluation segment speech exactly as the door does.
@@ -91,16 +96,31 @@ class Pipeline:
         return FaceObservation(face, quality.score, tuple(quality.problems), chip)
 
     def embed_chip(self, chip_rgb: np.ndarray) -> np.ndarray:
-        """The unit-length face embedding of an aligned chip."""
-        return self.face_encoder.embed(chip_rgb)
+        """The unit-length face embedding of an aligned chip: the mean of the chip's and its mirror
+        image's (:func:`~daemon.embed.face_encoder.mirror_average`)."""
+        return self.embed_chip_views(chip_rgb)[0]
+
+    def embed_chip_views(self, chip_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the door's embedding of a chip, the chip's own single-pass embedding)."""
+        plain = self.face_encoder.embed(chip_rgb)
+        mirrored = self.face_encoder.embed(np.ascontiguousarray(np.asarray(chip_rgb)[:, ::-1]))
+        return mirror_average(plain, mirrored), plain
 
     def face_from_image(self, path: Path) -> tuple[np.ndarray | None, FaceObservation | None, tuple[str, ...]]:
         """Embed the face of an image file: (embedding or None, observation, problems)."""
+        embedding, _, observation, problems = self.face_views_from_image(path)
+        return embedding, observation, problems
+
+    def face_views_from_image(self, path: Path):
+        """:meth:`face_from_image` with the single-pass embedding too (for the evaluation):
+        (embedding, single-pass embedding, observation, problems); the embeddings are None when
+        there is no face."""
         frame = read_image(path)
         observation = self.observe_face(frame)
         if observation is None:
-            return None, None, ("no_face",)
-        return self.embed_chip(observation.chip), observation, observation.problems
+            return None, None, None, ("no_face",)
+        embedding, plain = self.embed_chip_views(observation.chip)
+        return embedding, plain, observation, observation.problems
 
     # --- voice ------------------------------------------------------------------------------
     def embed_window(self, window: np.ndarray) -> np.ndarray:

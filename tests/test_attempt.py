@@ -143,16 +143,25 @@ def test_best_faces_keeps_the_highest_quality_and_dispatches_them():
     assert attempt.face_quality() == pytest.approx(np.mean([0.7, 0.9, 0.95]))
 
 
-def test_faces_with_problems_are_counted_not_kept():
+def test_faces_too_small_to_align_are_counted_not_kept():
     door = Door()
-    door.face(0.0, 0.9, problems=["blurry"])
-    door.face(0.1, 0.9, problems=["too_dark", "not_frontal"])
-    door.face(0.2, 0.9, problems=["blurry"])
+    door.face(0.0, 0.9, problems=["face_too_small"])
+    door.face(0.1, 0.9, problems=["face_too_small", "blurry"])
     attempt = door.tracker.current
-    assert attempt.face_frames == 3
-    assert attempt.face_problems == {"blurry": 2, "too_dark": 1, "not_frontal": 1}
+    assert attempt.face_frames == 2
+    assert attempt.face_problems == {"face_too_small": 2, "blurry": 1}
     assert attempt.faces == {} and door.jobs == []
     assert attempt.face_embeddings() == [] and attempt.face_quality() == 0.0
+
+
+def test_faces_with_other_problems_are_counted_and_scored():
+    door = Door()
+    door.face(0.0, 0.6, problems=["blurry"])
+    door.face(0.1, 0.5, problems=["too_dark", "not_frontal"])
+    attempt = door.tracker.current
+    assert attempt.face_problems == {"blurry": 1, "too_dark": 1, "not_frontal": 1}
+    assert len(attempt.faces) == 2 and [job.kind for job in door.jobs] == ["face", "face"]
+    assert attempt.face_quality() == pytest.approx(0.55)
 
 
 def test_abort_ends_the_attempt_with_an_error():
@@ -193,16 +202,15 @@ def test_a_frame_reports_the_attempt_it_belongs_to():
     assert door.tracker.on_frame(0.2, None) is attempt  # the face left; the attempt goes on
 
 
-def test_evidence_reports_the_most_frequent_face_problem_and_the_voice_problem():
+def test_evidence_reports_the_face_problem_and_the_voice_problem():
     door = Door()
-    door.face(0.0, problems=("blurry",))
-    door.face(0.1, problems=("not_frontal",))
-    door.face(0.2, problems=("not_frontal",))
+    door.face(0.0, problems=("face_too_small",))
+    door.face(0.1, problems=("face_too_small",))
     door.tracker.poll(100.0)
     [attempt] = door.finished
     evidence = attempt.evidence(lambda window: np.ones(256, np.float32), min_speech_seconds=1.0)
     assert evidence.face_probes == () and evidence.voice is None
-    assert evidence.problems == ["not_frontal", "no_speech"]
+    assert evidence.problems == ["face_too_small", "no_speech"]
 
 
 def test_evidence_of_a_short_utterance_says_speech_too_short():
@@ -370,3 +378,13 @@ def test_after_an_early_accept_the_rest_of_the_utterance_starts_no_new_attempt()
     assert door.tracker.current is None
     door.face(5.6)
     assert door.tracker.current is not None and door.tracker.current is not attempt
+
+
+def test_without_a_scorable_face_the_reason_is_why_none_could_be_scored():
+    from daemon.decide.evidence import Evidence
+
+    too_small = Evidence(face_problems=("blurry", "blurry", "face_too_small"), voice_problems=("no_speech",))
+    assert too_small.problems == ["face_too_small", "no_speech"]
+    assert Evidence().problems == ["no_face"]
+    scored = Evidence(face_probes=(np.ones(128, np.float32),), face_problems=("not_frontal",))
+    assert scored.problems == []

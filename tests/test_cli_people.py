@@ -89,3 +89,23 @@ def test_verify_without_a_voice_denies_but_exits_zero(tmp_path, state, capsys):
     assert main(["verify", "--face", _frame(tmp_path, "s1_bbaf4p"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["decision"] == "deny" and result["reason"] == "no_speech"
+
+
+def test_enrolment_from_one_voice_clip_says_what_it_costs(tmp_path, state, capsys):
+    clips = ("s1_bbaf2n", "s1_bbaf3s", "s1_bbaf4p")
+    assert main(["enroll", "alice", "--face", _frame(tmp_path, clips[0]),
+                 "--voice", str(DEMO / clips[0] / "audio_16k.wav")]) == 0
+    one = capsys.readouterr().out
+    assert "1 voice clip(s) enrolled" in one and "three different sentences" in one
+    assert main(["enroll", "alice", "--replace", "--face", _frame(tmp_path, clips[0]),
+                 "--voice", *[str(DEMO / c / "audio_16k.wav") for c in clips]]) == 0
+    three = capsys.readouterr().out
+    assert "3 voice sample(s)" in three and "voice clip(s) enrolled" not in three
+
+
+def test_voice_enrolment_advice_by_number_of_clips():
+    from daemon.service.enrolment import VOICE_EER_BY_UTTERANCES, voice_enrolment_advice
+
+    assert VOICE_EER_BY_UTTERANCES[1] > VOICE_EER_BY_UTTERANCES[2] > VOICE_EER_BY_UTTERANCES[3]
+    assert "2 voice clip(s)" in voice_enrolment_advice(2)
+    assert voice_enrolment_advice(3) is None and voice_enrolment_advice(5) is None

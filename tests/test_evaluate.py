@@ -17,7 +17,8 @@ def evaluation(tmp_path_factory):
     blank = np.full((250, 250, 3), 128, np.uint8)
     cv2.imwrite(str(root / "faces/lfw/Adam_Sandler/0003.jpg"), blank)
     out = tmp_path_factory.mktemp("out")
-    assert main([str(root), "--out", str(out), "--bootstrap", "20", "--rounds", "40"]) == 0
+    assert main([str(root), "--out", str(out), "--bootstrap", "20", "--rounds", "40", "--splits", "3",
+                 "--skip-liveness"]) == 0
     return root, out, json.loads((out / "metrics.json").read_text())
 
 
@@ -56,7 +57,8 @@ def test_values_are_sane(evaluation):
         assert section["n_genuine"] > 0 and section["n_impostor"] > 0
     assert voice["n_speakers"] == 6  # 4 speechocean762 speakers and 2 segmented singletons
     assert 0.0 <= fused["open_set_far"] <= 1.0
-    assert fused["calibration"]["face"]["a"] > 0 and fused["calibration"]["voice"]["a"] > 0
+    first = fused["calibration"]["first_split"]
+    assert first["face"]["a"] > 0 and first["voice"]["a"] > 0
     assert voice["short"]["sources"] == ["fsdd"]
     assert voice["short"]["n_genuine"] > 0
 
@@ -73,8 +75,51 @@ def test_a_missed_face_counts_as_a_non_match(evaluation):
 
 def test_a_rerun_reads_every_embedding_from_the_cache(evaluation, tmp_path):
     root, out, first = evaluation
-    assert main([str(root), "--out", str(out), "--bootstrap", "0", "--rounds", "40"]) == 0
+    assert main([str(root), "--out", str(out), "--bootstrap", "0", "--rounds", "40", "--splits", "1",
+                 "--skip-liveness"]) == 0
     again = json.loads((out / "metrics.json").read_text())
     assert again["timing"]["files_from_cache"] == again["timing"]["files"]
     assert again["face"]["eer"] == first["face"]["eer"]
     assert again["voice"]["eer_by_duration"] == first["voice"]["eer_by_duration"]
+
+
+def test_fused_figures_come_from_repeated_disjoint_splits(evaluation):
+    _, out, m = evaluation
+    fused = m["fused"]
+    assert fused["splits"] == 3 and len(fused["per_split"]) == 3
+    assert [p["seed"] for p in fused["per_split"]] == [1, 2, 3]
+    # Pooled over the splits: the pooled counts are the sums of the splits' counts.
+    assert fused["n_genuine"] == sum(p["n_genuine"] for p in fused["per_split"])
+    assert fused["n_impostor"] == sum(p["n_impostor"] for p in fused["per_split"])
+    # Far fewer than 30000 impostor trials: no FNMR at FMR 1e-4 is claimed.
+    at_1e4 = fused["fnmr_at_fmr"]["1e-4"]
+    assert at_1e4["supported"] is False and at_1e4["fnmr"] is None and "unsupported" in at_1e4["note"]
+    frr = fused["door"]["false_reject"]
+    assert frr["trials"] == fused["n_genuine"] and frr["ci95"][0] <= frr["rate"] <= frr["ci95"][1]
+    assert fused["door_frr"] == frr["rate"]
+    assert "FNMR at FMR 1e-4 is reported only" in (out / "report.md").read_text()
+
+
+def test_open_set_early_accepts_and_failures_have_their_own_keys(evaluation):
+    _, _, m = evaluation
+    fused = m["fused"]
+    assert set(fused["open_set_far_by_gallery"]) == {"10", "50", "100"}
+    for entry in fused["open_set_far_by_gallery"].values():
+        assert entry["far"]["trials"] > 0 and 0.0 <= entry["far"]["rate"] <= 1.0
+    assert fused["open_set_far"] == fused["open_set_far_by_gallery"]["10"]["far"]["rate"]
+    early = fused["early"]["fmr_by_probe_seconds"]
+    assert set(early) == {"1", "2"}
+    assert all(e["trials"] == fused["n_impostor"] for e in early.values())
+    assert set(fused["failures"]) >= {"by_kind", "genuine_by_kind"}
+
+
+def test_voice_by_enrolment_utterances_and_mirror_figures(evaluation):
+    _, _, m = evaluation
+    by_n = m["voice"]["by_enrol_utterances"]
+    assert set(by_n) == {"1", "2", "3"}
+    assert by_n["1"]["eer"] == m["voice"]["eer"]  # voice.eer stays the one-shot figure
+    assert by_n["2"]["n_speakers"] > 0  # speechocean762 speakers have three utterances
+    assert "speechocean762" in m["voice"]["by_source"]
+    lfw = m["face"]["lfw"]
+    assert 0.0 <= lfw["single_pass_accuracy"] <= 1.0
+    assert lfw["accuracy_ci95"][0] <= lfw["accuracy"] <= lfw["accuracy_ci95"][1]

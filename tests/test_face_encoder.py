@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from daemon.embed.align import face_chip
-from daemon.embed.face_encoder import CHIP_SIZE, EMBEDDING_SIZE, FaceEncoder
+from daemon.embed.face_encoder import CHIP_SIZE, EMBEDDING_SIZE, FaceEncoder, mirror_average
 from daemon.inference.tflite import DEFAULT_MODELS_DIR, read_manifest, sha256_of
 from daemon.errors import ModelError
 
@@ -100,3 +100,29 @@ def test_corrupt_model_is_refused(tmp_path):
     (tmp_path / "face_encoder.tflite").write_bytes(bytes(data))
     with pytest.raises(ModelError, match="sha256"):
         FaceEncoder(models_dir=tmp_path)
+
+
+def test_mirror_average_is_the_mean_of_a_chip_and_its_mirror_image(encoder, chips):
+    plain, mirrored = encoder.embed(chips[1]), encoder.embed(chips[1][:, ::-1].copy())
+    averaged = mirror_average(plain, mirrored)
+    expected = (plain + mirrored) / np.linalg.norm(plain + mirrored)
+    assert np.allclose(averaged, expected, atol=1e-6)
+    assert averaged.dtype == np.float32 and abs(float(np.linalg.norm(averaged)) - 1.0) < 1e-5
+    # A chip and its mirror image get one embedding: the order of the two passes does not matter.
+    assert np.allclose(mirror_average(mirrored, plain), averaged, atol=1e-6)
+
+
+def test_mirror_averaged_faces_still_tell_people_apart(encoder, chips, reference):
+    averaged = np.stack([mirror_average(encoder.embed(c), encoder.embed(c[:, ::-1].copy())) for c in chips])
+    identities = reference["identities"]
+    scores = averaged @ averaged.T
+    same = identities[:, None] == identities[None, :]
+    not_self = ~np.eye(len(identities), dtype=bool)
+    assert scores[same & not_self].min() > scores[~same].max()
+
+
+def test_opposite_views_are_refused():
+    vector = np.zeros(EMBEDDING_SIZE, np.float32)
+    vector[0] = 1.0
+    with pytest.raises(ModelError):
+        mirror_average(vector, -vector)

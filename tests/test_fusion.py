@@ -49,17 +49,32 @@ def test_scores_are_calibrated_weighted_and_sorted():
     assert bob.fused == pytest.approx((10 * 0.6 - 5) + (20 * 1.0 - 12))
 
 
-def test_quality_scales_each_modality_but_never_below_the_floor():
+def test_a_short_utterance_counts_less_but_never_below_the_floor():
     people = [_person("ann", 0, 0)]
     full = score_candidates(people, [_basis(128, 0)], _basis(256, 0), PARAMS)[0]
-    weak_face = score_candidates(people, [_basis(128, 0)], _basis(256, 0), PARAMS, face_quality=0.7)[0]
-    useless = score_candidates(people, [_basis(128, 0)], _basis(256, 0), PARAMS,
-                               face_quality=0.0, voice_quality=-3.0)[0]
+    short = score_candidates(people, [_basis(128, 0)], _basis(256, 0), PARAMS, voice_quality=0.7)[0]
+    useless = score_candidates(people, [_basis(128, 0)], _basis(256, 0), PARAMS, voice_quality=-3.0)[0]
     assert full.fused == pytest.approx(5.0 + 8.0)
-    assert weak_face.fused == pytest.approx(0.7 * 5.0 + 8.0)
-    assert useless.fused == pytest.approx(0.5 * 5.0 + 0.5 * 8.0)
+    assert short.fused == pytest.approx(5.0 + 0.7 * 8.0)
+    assert useless.fused == pytest.approx(5.0 + 0.5 * 8.0)
     # The LLRs themselves are not scaled; only their weight in the sum.
-    assert useless.face_llr == full.face_llr
+    assert useless.voice_llr == full.voice_llr
+
+
+def test_the_voice_backend_maps_probe_and_template_alike():
+    from daemon.embed.voice_backend import VoiceBackend
+
+    people = [_person("ann", 0, 0)]
+    # A back-end that removes the second axis: the probe's component there no longer counts.
+    projection = np.eye(256)
+    projection[1, 1] = 0.0
+    backend = VoiceBackend(np.zeros(256), projection)
+    params = FusionParams(PARAMS.face, PARAMS.voice, voice_backend=backend)
+    probe = _basis(256, 0) + _basis(256, 1)
+    [raw] = score_candidates(people, [_basis(128, 0)], probe, PARAMS)
+    [mapped] = score_candidates(people, [_basis(128, 0)], probe, params)
+    assert raw.voice_cosine == pytest.approx(np.sqrt(0.5))
+    assert mapped.voice_cosine == pytest.approx(1.0)
 
 
 def test_config_weights_apply():

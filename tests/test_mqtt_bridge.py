@@ -217,7 +217,7 @@ def test_wiring_reports_door_contact_alarms_exit_button_and_runs_commands_on_the
     from daemon.publish.wiring import attach
     from daemon.service.door import build_door
     from daemon.service.loop import CaptureLoop
-    from door_harness import ScriptedAudio, ScriptedFrames, door_config
+    from door_harness import ScriptedAudio, ScriptedFrames, door_config, initialised
 
     password = tmp_path / "mqtt.password"
     password.write_text(PASSWORDS[DOOR])
@@ -229,7 +229,7 @@ def test_wiring_reports_door_contact_alarms_exit_button_and_runs_commands_on_the
     contact, exit_pin, relay = mock_factory.pin(5), mock_factory.pin(6), mock_factory.pin(PIN)
     contact.drive_low()  # the door is closed
     # Replay sources that end at once: the loop only runs its main thread here.
-    loop = CaptureLoop(build_door(config, pipeline=pipeline), lock, lambda: ScriptedFrames([]),
+    loop = CaptureLoop(build_door(initialised(config), pipeline=pipeline), lock, lambda: ScriptedFrames([]),
                        lambda: ScriptedAudio(np.zeros(0, np.float32)))
     bridge = attach(loop, lock, monitor, config)
     try:

@@ -274,7 +274,9 @@ def default_fusion_and_policy():
 
     config = Config()
     point = load_operating_point(config, _fingerprint(), door.DEFAULT_CALIBRATION)
-    return door.make_fusion(config, point), Policy(point.threshold, point.margin, liveness_required=False)
+    from daemon.embed.voice_backend import load_voice_backend
+    return (door.make_fusion(config, point, load_voice_backend()),
+            Policy(point.threshold, point.margin, liveness_required=False))
 
 
 def _fingerprint() -> str:
@@ -661,6 +663,7 @@ def idle_load(inputs: Inputs, work: Path, scene: str, seconds: float, warmup_s: 
     state = work / "state"
     config = loop_config(state, video, [silence], 0.0, loop_video=True)
     pipeline = CountingPipeline(door.make_pipeline(config))
+    door.open_store(config, pipeline.models_fingerprint, create_key=True)  # an initialised door
     lock = open_lock(config.lock, pin_factory=MockFactory())
     events = []
     try:
@@ -720,6 +723,10 @@ def avid_run_rss(inputs: Inputs, work: Path, mqtt_url: str | None = None) -> dic
         config["mqtt"] = {"url": mqtt_url, "door_id": "bench"}
     path = work / "avid_run.yaml"
     path.write_text(yaml.safe_dump(config))
+    if not (work / "state" / "device.key").exists():  # an initialised door: avid run makes no key
+        from daemon.state.keys import create_device_key
+
+        create_device_key(work / "state" / "device.key")
     env = {k: v for k, v in os.environ.items() if k not in ("AVID_STATE_DIR", "CREDENTIALS_DIRECTORY",
                                                             "NOTIFY_SOCKET", "WATCHDOG_USEC")}
     # The environment systemd/avid.service gives the daemon (malloc arenas, BLAS threads).

@@ -10,6 +10,8 @@
 #                  SystemCallFilter= and MemoryDenyWriteExecute= in tests/test_systemd_unit.py
 #   mosquitto      (test) the real MQTT broker that tests/mqtt_broker.py starts for tests/test_mqtt*.py
 #   espeak-ng      (test) renders the spoken challenge prompts (prompt.backend: speaker)
+#   chromium, chromium-driver (test) Debian's headless browser and its WebDriver, which
+#                  tests/test_web_browser.py drives with Selenium (a downloaded browser cannot be fetched)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-runtime}"
@@ -23,6 +25,8 @@ if [[ $mode == test ]]; then
     /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
     command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
     command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     sudo=""

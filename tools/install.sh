@@ -10,6 +10,10 @@
 #   sudo tools/install.sh --mqtt-broker ADDRESS   also open the sandbox to an MQTT broker at ADDRESS (IP
 #                                         address, for mqtt:// or mqtts://; 'unix' for a Unix socket);
 #                                         /etc/avid/mqtt.password, if present, becomes a credential
+#   sudo tools/install.sh --web           also the installer's web page (avid-web.service, user avid-web,
+#                                         127.0.0.1:8080); set its password with: sudo avid web-passwd
+#   sudo tools/install.sh --web-bind ADDRESS   the same, reachable on ADDRESS: makes a self-signed TLS
+#                                         certificate in /etc/avid-web and prints its fingerprint
 #
 # Running it again is safe: existing config, device key, templates and user are left alone.
 set -euo pipefail
@@ -28,6 +32,13 @@ readonly TMPFILES_FILE=/etc/tmpfiles.d/avid.conf
 readonly DROPIN_DIR=/etc/systemd/system/avid.service.d
 readonly MQTT_DROPIN="$DROPIN_DIR/mqtt.conf"
 readonly MQTT_PASSWORD_FILE="$CONFIG_DIR/mqtt.password"
+readonly WEB_UNIT_FILE=/etc/systemd/system/avid-web.service
+readonly WEB_DROPIN_DIR=/etc/systemd/system/avid-web.service.d
+readonly WEB_SYSUSERS_FILE=/etc/sysusers.d/avid-web.conf
+readonly WEB_TMPFILES_FILE=/etc/tmpfiles.d/avid-web.conf
+readonly WEB_CONFIG_DIR=/etc/avid-web
+readonly WEB_STATE_DIR=/var/lib/avid-web
+readonly WEB_USER=avid-web
 readonly SERVICE_USER=avid
 readonly ADMIN_GROUP=avid-admin
 readonly KEY_BYTES=32
@@ -40,10 +51,12 @@ START=1
 ACTION=install
 PURGE=0
 MQTT_BROKER=""
+WEB=0
+WEB_BIND=""
 ADMINS=()
 
 usage() {
-    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 say() { printf '==> %s\n' "$*"; }
@@ -214,15 +227,88 @@ install_mqtt_dropin() {
     fi
 }
 
+# The web page: its own user in avid-admin, and avid.service without PrivateUsers= so that the
+# daemon sees that group membership (SO_PEERGROUPS shows 65534 for unmapped groups otherwise).
+install_web() {
+    [[ $WEB == 1 ]] || return 0
+    say "installing the web page: user $WEB_USER (in $ADMIN_GROUP), $WEB_UNIT_FILE"
+    run install -D -m 0644 "$REPO_DIR/systemd/avid-web.sysusers.conf" "$WEB_SYSUSERS_FILE"
+    if command -v systemd-sysusers >/dev/null; then
+        run systemd-sysusers "$WEB_SYSUSERS_FILE"
+    else
+        if ! getent passwd "$WEB_USER" >/dev/null; then
+            run useradd --system --user-group --home-dir "$WEB_STATE_DIR" --no-create-home \
+                --shell /usr/sbin/nologin --comment "avid web page" "$WEB_USER"
+        fi
+        run usermod --append --groups "$ADMIN_GROUP" "$WEB_USER"
+    fi
+    run install -D -m 0644 "$REPO_DIR/systemd/avid-web.tmpfiles.conf" "$WEB_TMPFILES_FILE"
+    if command -v systemd-tmpfiles >/dev/null; then
+        run systemd-tmpfiles --create "$WEB_TMPFILES_FILE"
+    else
+        run install -d -m 0750 -o root -g "$WEB_USER" "$WEB_CONFIG_DIR"
+        run install -d -m 0700 -o "$WEB_USER" -g "$WEB_USER" "$WEB_STATE_DIR"
+    fi
+    run "$VENV/bin/pip" install --upgrade "$REPO_DIR[web]"
+    run install -D -m 0644 "$REPO_DIR/docs/web.md" "$PREFIX/docs/web.md"
+    run install -m 0644 "$REPO_DIR/systemd/avid-web.service" "$WEB_UNIT_FILE"
+    write_file "$DROPIN_DIR/web.conf" $'[Service]\n# avid-web is authorised as a member of avid-admin, which the daemon can only see\n# outside a private user namespace (docs/web.md). Exposure 0.4 -> 0.6.\nPrivateUsers=no\n'
+    if [[ -n $WEB_BIND ]]; then
+        make_web_certificate
+        write_file "$WEB_DROPIN_DIR/bind.conf" $'[Service]\n# Reachable on '"$WEB_BIND"$' (TLS): not only loopback.\nIPAddressDeny=\n'
+    fi
+    if [[ $DRY_RUN == 1 ]] || [[ ! -s $WEB_STATE_DIR/passwords ]]; then
+        say "set the web password before logging in: sudo avid web-passwd admin"
+    fi
+}
+
+make_web_certificate() {
+    local crt="$WEB_CONFIG_DIR/tls.crt" key="$WEB_CONFIG_DIR/tls.key" san
+    [[ $WEB_BIND =~ ^[0-9.]+$|: ]] && san="IP:$WEB_BIND" || san="DNS:$WEB_BIND"
+    if [[ -e $crt ]]; then
+        say "keeping the existing web certificate $crt"
+    else
+        say "making a self-signed web certificate for $WEB_BIND ($crt, 10 years)"
+        run openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+            -subj "/CN=avid $WEB_BIND" -addext "subjectAltName=$san" -keyout "$key" -out "$crt"
+        run chown root:"$WEB_USER" "$key" "$crt"
+        run chmod 0640 "$key" "$crt"
+    fi
+    if [[ $DRY_RUN == 0 ]]; then
+        say "check this fingerprint in the browser before typing the password:"
+        openssl x509 -in "$crt" -noout -fingerprint -sha256
+    fi
+    say "in $CONFIG_FILE set: web: {host: $WEB_BIND, tls_cert_file: $crt, tls_key_file: $key}"
+}
+
+# Write a small file atomically (0644), or show it in a dry run.
+write_file() {
+    local path=$1 text=$2
+    run install -d -m 0755 "$(dirname "$path")"
+    printf '+ write %s\n' "$path"
+    if [[ $DRY_RUN == 0 ]]; then
+        printf '%s' "$text" > "$path.tmp" && chmod 0644 "$path.tmp" && mv "$path.tmp" "$path"
+    else
+        printf '%s' "$text"
+    fi
+}
+
 install_unit() {
     say "installing the systemd unit $UNIT_FILE"
     run install -m 0644 "$REPO_DIR/systemd/avid.service" "$UNIT_FILE"
     install_mqtt_dropin
+    install_web
     run_systemctl daemon-reload
     run_systemctl enable avid.service
+    if [[ $WEB == 1 ]]; then
+        run_systemctl enable avid-web.service
+    fi
     if [[ $START == 1 ]]; then
         # restart, not start: a reinstall must run the new code.
         run_systemctl restart avid.service
+        if [[ $WEB == 1 ]]; then
+            run_systemctl restart avid-web.service
+        fi
     else
         say "not starting avid.service (--no-start); start it with: systemctl start avid"
     fi
@@ -242,6 +328,16 @@ do_install() {
 }
 
 do_uninstall() {
+    if [[ -e $WEB_UNIT_FILE || $DRY_RUN == 1 ]]; then
+        say "removing the avid-web service"
+        if systemd_running || [[ $DRY_RUN == 1 ]]; then
+            run_systemctl disable --now avid-web.service
+        else
+            run_systemctl disable avid-web.service
+        fi
+        run rm -f "$WEB_UNIT_FILE"
+        run rm -rf "$WEB_DROPIN_DIR"
+    fi
     say "removing the avid service"
     if [[ -e $UNIT_FILE || $DRY_RUN == 1 ]]; then
         if systemd_running || [[ $DRY_RUN == 1 ]]; then
@@ -262,7 +358,11 @@ do_uninstall() {
     fi
     say "purging config, device key, templates and user $SERVICE_USER"
     run rm -rf "$CONFIG_DIR" "$STATE_DIR"
-    run rm -f "$SYSUSERS_FILE" "$TMPFILES_FILE"
+    run rm -f "$SYSUSERS_FILE" "$TMPFILES_FILE" "$WEB_SYSUSERS_FILE" "$WEB_TMPFILES_FILE"
+    run rm -rf "$WEB_CONFIG_DIR" "$WEB_STATE_DIR"
+    if [[ $DRY_RUN == 1 ]] || getent passwd "$WEB_USER" >/dev/null; then
+        run userdel "$WEB_USER"
+    fi
     if [[ $DRY_RUN == 1 ]] || getent passwd "$SERVICE_USER" >/dev/null; then
         run userdel "$SERVICE_USER"
     fi
@@ -279,6 +379,13 @@ main() {
             --uninstall) ACTION=uninstall ;;
             --purge) PURGE=1 ;;
             --mqtt-broker) [[ $# -ge 2 ]] || die "--mqtt-broker needs an address"; MQTT_BROKER=$2; shift ;;
+            --web) WEB=1 ;;
+            --web-bind)
+                [[ $# -ge 2 && $2 =~ ^[A-Za-z0-9.:-]+$ ]] || die "--web-bind needs an address or host name"
+                WEB=1
+                WEB_BIND=$2
+                shift
+                ;;
             --admin)
                 [[ $# -ge 2 && -n $2 && $2 != -* ]] || die "--admin needs a user name"
                 ADMINS+=("$2")

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from daemon.decide.evidence import Evidence
+from daemon.detect.face_quality import scorable
 from daemon.embed.speaker_encoder import mean_embedding
 from daemon.capture.audio import SAMPLE_RATE_HZ
 from daemon.embed.voice_windows import STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows
@@ -222,7 +223,8 @@ class AttemptTracker:
             attempt.face_frames += 1
             if observation.problems:
                 attempt.face_problems.update(observation.problems)
-                return attempt
+                if not scorable(observation.problems):
+                    return attempt
             self._offer_face(attempt, t, observation)
             return attempt
 

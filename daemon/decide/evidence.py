@@ -17,6 +17,7 @@ import numpy as np
 
 from daemon.challenge.result import ChallengeResult
 from daemon.decide.decision import Decision, Policy, decide
+from daemon.detect.face_quality import UNSCORABLE
 from daemon.liveness.result import LivenessResult
 from daemon.fuse.fusion import Candidate, FusionParams, score_candidates
 
@@ -28,8 +29,10 @@ FULL_VOICE_SECONDS = 3.0
 class Evidence:
     """What one attempt offers for a decision (never logged: it holds embeddings).
 
-    ``face_probes`` are the usable face embeddings (best first) and ``face_quality`` their mean
-    quality; ``face_problems`` say why faces were unusable, the most telling first. ``voice`` is the
+    ``face_probes`` are the embeddings of every face that could be aligned (best first), whatever
+    its quality problems, and ``face_quality`` their mean quality (reported, not weighted: see
+    :mod:`daemon.fuse.fusion`); ``face_problems`` name the quality problems seen, the most frequent
+    first, and say why there is no face when there is none (``no_face``, ``face_too_small``). ``voice`` is the
     utterance embedding (None when there is no usable speech, with ``voice_problems`` saying why).
     ``error`` is any fault during the attempt; it denies whatever else was gathered. ``challenge`` is
     the judged answers to the attempt's random challenge (None when none was presented).
@@ -48,8 +51,12 @@ class Evidence:
     @property
     def problems(self) -> list[str]:
         """Input problems in the order :func:`decide` reports them: the face's first, then the voice's."""
-        face = [] if self.face_probes else [self.face_problems[0] if self.face_problems else "no_face"]
-        return face + list(self.voice_problems)
+        if self.face_probes:
+            return list(self.voice_problems)
+        # Without a face to score, say why none could be scored (a blur does not stop scoring).
+        unscorable = [p for p in self.face_problems if p in UNSCORABLE]
+        face = unscorable[0] if unscorable else self.face_problems[0] if self.face_problems else "no_face"
+        return [face] + list(self.voice_problems)
 
     @property
     def voice_quality(self) -> float:
@@ -62,7 +69,7 @@ def score_evidence(evidence: Evidence, people: Iterable, fusion: FusionParams) -
     if evidence.error:
         return []
     return score_candidates(people, list(evidence.face_probes), evidence.voice, fusion,
-                            evidence.face_quality, evidence.voice_quality)
+                            evidence.voice_quality)
 
 
 def decide_scored(evidence: Evidence, candidates: Sequence[Candidate], policy: Policy, *,

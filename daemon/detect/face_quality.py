@@ -39,6 +39,14 @@ TOO_DARK = "too_dark"
 TOO_BRIGHT = "too_bright"
 BLURRY = "blurry"
 NOT_FRONTAL = "not_frontal"
+#: Problems that leave no face to score: the chip of a face this small is mostly interpolation.
+#: Every other problem informs (the calibration is fitted on such faces too); it does not gate.
+UNSCORABLE = frozenset({FACE_TOO_SMALL})
+
+
+def scorable(problems) -> bool:
+    """Whether a detected face with these quality problems is scored (the door's one rule)."""
+    return not UNSCORABLE.intersection(problems)
 
 
 @dataclass(frozen=True)

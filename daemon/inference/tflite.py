@@ -184,9 +184,18 @@ def _from_tensor(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return array.astype(np.float32, copy=True)
 
 
+#: How embeddings are made from the encoders' outputs; bump it when that changes, so that the
+#: door refuses templates made the old way ("re-enrol"). 2: mirror-averaged faces, voice back-end.
+EMBEDDING_RECIPE = 2
+
+
 def models_fingerprint(manifest: dict, names=("face_encoder", "speaker_encoder")) -> str:
-    """Return a short hash identifying the encoders that produce template embeddings."""
+    """Return a short hash identifying how template embeddings are made and compared: the
+    encoders, the embedding recipe and the voice back-end (``backends`` in the manifest)."""
     digest = hashlib.sha256()
     for name in names:
         digest.update(manifest["models"][name]["sha256"].encode())
+    digest.update(f"recipe={EMBEDDING_RECIPE}".encode())
+    for name, entry in sorted((manifest.get("backends") or {}).items()):
+        digest.update(f"{name}={entry.get('sha256')}".encode())
     return digest.hexdigest()[:16]

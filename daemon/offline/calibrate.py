@@ -3,9 +3,11 @@ data folder, and say what operating point to expect.
 
 1. Face: linear cosine→LLR calibration (:func:`~daemon.offline.fitting.fit_calibration`) on every
    genuine and (sampled) impostor image pair within each face source whose faces the door would
-   use (found, and passing the face quality check).
+   score (found and big enough to align: :func:`daemon.detect.face_quality.scorable`; a face with
+   another quality problem is scored, so it is in the calibration too).
 2. Voice: the same on one-shot voice trials (one enrolment utterance, probes cut to 3 s of
-   speech, about the length of a door attempt), sentence-length sources only.
+   speech, about the length of a door attempt), sentence-length sources only, scored through the
+   voice back-end (the pipeline's, or one fitted on the same speakers when evaluating).
 3. Fused threshold: chimeric people (the face of one person with the voice of another; there is
    no paired data) are enrolled from one image and one utterance; their attempts (another image,
    3 s of another utterance) are scored by :func:`daemon.decide.evidence.score_evidence` exactly as
@@ -35,6 +37,7 @@ import json
 import logging
 import math
 import random
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,8 @@ import numpy as np
 
 from daemon.decide.decision import Policy, decide
 from daemon.decide.evidence import Evidence, score_evidence
+from daemon.detect.face_quality import scorable
+from daemon.embed.voice_backend import VoiceBackend, fit_voice_backend
 from daemon.fuse.calibration import CALIBRATION_FILE_SCHEMA, Calibration, read_calibration_file
 from daemon.fuse.fusion import FusionParams, cosine
 from daemon.offline.fitting import ThresholdFit, fit_calibration, fit_operating_point
@@ -96,7 +101,7 @@ def sentence_units(emb: Embeddings):
 def chimeras_for(data: DataSet, emb: Embeddings, seed: int, face_only: set[str] | None = None,
                  voice_only: set[str] | None = None) -> list[Chimera]:
     """Chimeric people from the faces and sentence-length voices (optionally of one half)."""
-    faces = {f"{source}/{name}": [(key, door_usable(emb, key)) for key in files]
+    faces = {f"{source}/{name}": [(key, enrolment_usable(emb, key)) for key in files]
              for source, ids in face_identities(data, face_only).items() for name, files in ids.items()}
     voices = speakers_of(sentence_units(emb), min_seconds=2.0, min_units=2)
     if voice_only is not None:
@@ -105,8 +110,15 @@ def chimeras_for(data: DataSet, emb: Embeddings, seed: int, face_only: set[str] 
 
 
 def door_usable(emb: Embeddings, key: str) -> bool:
-    """Whether the door would use this face: found, and no quality problem (the capture loop
-    drops faces with problems)."""
+    """Whether the door would score this face: found and big enough to align (other quality
+    problems inform the calibration; they do not drop the face)."""
+    record = emb.faces[key]
+    return record.embedding is not None and scorable(record.problems)
+
+
+def enrolment_usable(emb: Embeddings, key: str) -> bool:
+    """Whether enrolment would take this photo: found, and no quality problem at all (an installer
+    can take another photo; a person at the door cannot be asked to)."""
     record = emb.faces[key]
     return record.embedding is not None and not record.problems
 
@@ -139,20 +151,51 @@ def face_scores(trials: list[Trial], emb: Embeddings) -> np.ndarray:
 
 
 def face_usable(trials: list[Trial], emb: Embeddings) -> np.ndarray:
-    """Whether the door would score both faces of each pair (found, no quality problem)."""
+    """Whether the door would score both faces of each pair (:func:`door_usable`)."""
     return np.array([door_usable(emb, t.enrol[0]) and door_usable(emb, t.probe) for t in trials], dtype=bool)
 
 
-def voice_scores(trials: list[Trial], emb: Embeddings, cut: str = "full") -> np.ndarray:
-    """Cosine of the enrolment template and the probe cut to ``cut``; missing probe → minimum."""
+def voice_scores(trials: list[Trial], emb: Embeddings, cut: str = "full",
+                 backend: VoiceBackend | None = None) -> np.ndarray:
+    """Cosine of the enrolment template and the probe cut to ``cut`` (both through ``backend``,
+    as :func:`daemon.fuse.fusion.score_candidates` scores them); missing probe → minimum."""
     templates: dict[tuple[str, ...], np.ndarray] = {}
     scores = np.empty(len(trials))
     for i, trial in enumerate(trials):
         if trial.enrol not in templates:
-            templates[trial.enrol] = centroid([emb.voice(k) for k in trial.enrol])
+            template = centroid([emb.voice(k) for k in trial.enrol])
+            templates[trial.enrol] = backend.apply(template) if backend is not None else template
         probe = emb.voice(trial.probe, cut)
+        if probe is not None and backend is not None:
+            probe = backend.apply(probe)
         scores[i] = MISSING_COSINE if probe is None else cosine(probe, templates[trial.enrol])
     return scores
+
+
+#: Probe cuts a voice back-end is trained on: the within-speaker scatter then includes what a
+#: short utterance does to an embedding.
+BACKEND_TRAINING_CUTS = ("1s", "2s", "3s", "full")
+
+
+def voice_backend_rows(emb: Embeddings, speakers: set[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """(embeddings, speaker of each row): every cut of every sentence-length unit of ``speakers``."""
+    rows, labels = [], []
+    for unit in sentence_units(emb):
+        if speakers is not None and unit.identity not in speakers:
+            continue
+        for cut in BACKEND_TRAINING_CUTS:
+            vector = emb.voice(unit.key, cut)
+            if vector is not None:
+                rows.append(vector)
+                labels.append(unit.identity)
+    return np.array(rows, np.float64), labels
+
+
+def voice_backend_for(emb: Embeddings, speakers: set[str] | None = None) -> VoiceBackend:
+    """A back-end fitted on the given speakers, as tools/fit_voice_backend.py fits the shipped one
+    on all of them."""
+    rows, labels = voice_backend_rows(emb, speakers)
+    return fit_voice_backend(rows, labels)
 
 
 def genuine_impostor(trials: list[Trial], scores: np.ndarray, keep: np.ndarray | None = None):
@@ -190,6 +233,7 @@ class FusedTrials:
     missing: np.ndarray  # the attempt lacked a usable face or speech
     face_llr: np.ndarray  # NaN where missing
     voice_llr: np.ndarray
+    failures: list[str] = dataclasses.field(default_factory=list)  # the problem reported; "" if scored
 
     def door_rates(self, threshold: float, min_modality_llr: float | None = None) -> dict:
         """FMR and FNMR of one-to-one attempts decided as :func:`decide` would with one person
@@ -208,15 +252,17 @@ class FusedTrials:
 
 
 def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
-                 cohort: frozenset[str]) -> FusedTrials:
+                 cohort: frozenset[str], cut: str = ATTEMPT_CUT) -> FusedTrials:
     """Every attempt of every chimera against itself (genuine) and every compatible other chimera
-    (impostor). An attempt missing a modality gets the lowest score of the set (a non-match)."""
+    (impostor). An attempt the door would deny for its input (no face, a face too small to align,
+    no speech) is a failure of its own kind (``failures``, ``missing``); for curves it gets the
+    lowest score of the set (a non-match)."""
     people = {c.name: enrolled_person(c, emb) for c in chimeras}
-    scores, face_llr, voice_llr, genuine, subjects, missing = [], [], [], [], [], []
+    scores, face_llr, voice_llr, genuine, subjects, missing, failures = [], [], [], [], [], [], []
     for probe in chimeras:
         targets = [c for c in chimeras if c is probe or c.compatible(probe, cohort)]
         for face_key, voice_key in probe.attempts:
-            attempt = attempt_input(emb, face_key, voice_key)
+            attempt = attempt_input(emb, face_key, voice_key, cut)
             is_missing = bool(attempt.problems)
             by_name = {}
             if not is_missing:
@@ -229,12 +275,13 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
                 genuine.append(target is probe)
                 subjects.append(target.name)
                 missing.append(is_missing)
+                failures.append(attempt.problems[0] if is_missing else "")
     scores = np.array(scores, dtype=np.float64)
     missing = np.array(missing, dtype=bool)
     if missing.any():
         scores[missing] = np.min(scores[~missing]) if (~missing).any() else 0.0
     return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing,
-                       np.array(face_llr, np.float64), np.array(voice_llr, np.float64))
+                       np.array(face_llr, np.float64), np.array(voice_llr, np.float64), failures)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +306,18 @@ def open_set_attempts(chimeras: list[Chimera], emb: Embeddings, params: FusionPa
     the stranger's attempts and one enrolled person's attempts are scored against the gallery."""
     rng = random.Random(f"open-set-{seed}")
     people = {c.name: enrolled_person(c, emb) for c in chimeras}
+    everyone = list(people.values())
+    # A person's scores do not depend on who else is enrolled: score each attempt against everyone
+    # once, and keep a gallery's candidates (in the same order) per simulated door.
+    scored: dict[tuple[str, str], tuple[list, list[str]]] = {}
+
+    def candidates(face_key: str, voice_key: str, names: set[str]):
+        if (face_key, voice_key) not in scored:
+            attempt = attempt_input(emb, face_key, voice_key)
+            scored[face_key, voice_key] = (score_evidence(attempt, everyone, params), attempt.problems)
+        found, problems = scored[face_key, voice_key]
+        return [c for c in found if c.name in names], problems
+
     attempts = []
     for _ in range(rounds):
         stranger = rng.choice(chimeras)
@@ -266,13 +325,12 @@ def open_set_attempts(chimeras: list[Chimera], emb: Embeddings, params: FusionPa
         if len(pool) < 2:
             continue
         gallery = rng.sample(pool, min(gallery_size, len(pool)))
-        enrolled = [people[c.name] for c in gallery]
+        names = {c.name for c in gallery}
         member = rng.choice(gallery)
         for who, true_name in ((stranger, None), (member, member.name)):
             for face_key, voice_key in who.attempts:
-                attempt = attempt_input(emb, face_key, voice_key)
-                attempts.append(OpenSetAttempt(score_evidence(attempt, enrolled, params),
-                                               attempt.problems, true_name, len(gallery)))
+                found, problems = candidates(face_key, voice_key, names)
+                attempts.append(OpenSetAttempt(found, problems, true_name, len(gallery)))
     return attempts
 
 
@@ -371,17 +429,22 @@ class SystemFit:
 
 def fit_system(data: DataSet, emb: Embeddings, target_fmr: float, seed: int,
                face_only: set[str] | None = None, voice_only: set[str] | None = None,
-               gallery_size: int = 10, rounds: int = 5000) -> SystemFit:
-    """Fit both calibrations, the threshold and the margin on the given people (all by default)."""
+               gallery_size: int = 10, rounds: int = 5000, backend: VoiceBackend | None = None) -> SystemFit:
+    """Fit both calibrations, the threshold and the margin on the given people (all by default).
+
+    ``backend``: the voice back-end to score with (default: one fitted on ``voice_only``'s speakers,
+    so that an evaluation never scores speakers its back-end was fitted on)."""
+    if backend is None:
+        backend = voice_backend_for(emb, voice_only)
     trials = face_trials(data, seed, face_only)
     usable = face_usable(trials, emb)
     face_genuine, face_impostor = genuine_impostor(trials, face_scores(trials, emb), usable)
     face = fit_calibration(face_genuine, face_impostor)
     units = sentence_units(emb)
     vtrials = voice_trials(units, 1, seed, data.cohort_sources(), only_speakers=voice_only)
-    voice_genuine, voice_impostor = genuine_impostor(vtrials, voice_scores(vtrials, emb, ATTEMPT_CUT))
+    voice_genuine, voice_impostor = genuine_impostor(vtrials, voice_scores(vtrials, emb, ATTEMPT_CUT, backend))
     voice = fit_calibration(voice_genuine, voice_impostor)
-    params = FusionParams(face, voice)
+    params = FusionParams(face, voice, voice_backend=backend)
     chimeras = chimeras_for(data, emb, seed, face_only, voice_only)
     cohort = data.cohort_sources()
     fused = fused_trials(chimeras, emb, params, cohort)
@@ -405,7 +468,7 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
     operating point and return the file's dictionary (see :func:`save_calibration`)."""
     data = scan(data_dir)
     emb = extract(pipeline, data, cache_dir, progress)
-    fit = fit_system(data, emb, target_fmr, seed, gallery_size=gallery_size)
+    fit = fit_system(data, emb, target_fmr, seed, gallery_size=gallery_size, backend=pipeline.voice_backend)
     point = fit.operating_point
     result = {
         "schema": CALIBRATION_FILE_SCHEMA, "models": pipeline.models_fingerprint,
@@ -443,10 +506,11 @@ def load_calibration(path) -> dict:
     return read_calibration_file(path).model_dump(by_alias=True, exclude_unset=True)
 
 
-def fusion_params(result: dict) -> FusionParams:
-    """The fusion parameters of a calibration file's dictionary."""
+def fusion_params(result: dict, voice_backend: VoiceBackend | None = None) -> FusionParams:
+    """The fusion parameters of a calibration file's dictionary (with the pipeline's back-end)."""
     return FusionParams(Calibration(float(result["face"]["a"]), float(result["face"]["b"])),
-                        Calibration(float(result["voice"]["a"]), float(result["voice"]["b"])))
+                        Calibration(float(result["voice"]["a"]), float(result["voice"]["b"])),
+                        voice_backend=voice_backend)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,10 +270,9 @@ def make_chimeras(faces: dict[str, list[tuple[str, bool]]], voices: dict[str, li
                   seed: int, attempts_per_person: int = 3) -> list[Chimera]:
     """Pair each voice speaker with a distinct face identity (seeded).
 
-    ``faces`` maps ``source/identity`` to its images as (key, usable face); an identity needs one
-    usable image (the enrolment: a door refuses to enrol a photo without a good face) and another
-    image; attempts use the other usable images, or the unusable ones (failed attempts) if there
-    are none. ``voices`` maps speakers to their eligible
+    ``faces`` maps ``source/identity`` to its images as (key, enrolment would take it); an identity
+    needs one such image (the enrolment: a door refuses to enrol a photo without a good face) and
+    another image; attempts use the other images, whatever their quality. ``voices`` maps speakers to their eligible
     units (the first, in a seeded order, is the enrolment). Each chimera gets up to
     ``attempts_per_person`` attempts pairing its remaining images and utterances in turn.
     """
@@ -294,10 +293,9 @@ def make_chimeras(faces: dict[str, list[tuple[str, bool]]], voices: dict[str, li
         images = list(faces[face_identity])
         rng.shuffle(images)
         face_enrol = next(key for key, ok in images if ok)
-        # A door sees many frames and keeps those that pass its quality check, so an attempt
-        # uses an image that passes when the identity has one; else it is a failed attempt.
-        usable = [key for key, ok in images if ok and key != face_enrol]
-        face_probes = usable or [key for key, _ in images if key != face_enrol]
+        # Attempts use every other image, whatever its quality: the door scores every face it can
+        # align, and an image without one is a failed attempt, counted as such.
+        face_probes = [key for key, _ in images if key != face_enrol]
         units = [u.key for u in voices[speaker]]
         rng.shuffle(units)
         voice_enrol, voice_probes = units[0], units[1:]

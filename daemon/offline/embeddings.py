@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 
 #: Probe lengths (seconds of speech; None = the whole utterance as the door would take it).
 CUTS: dict[str, float | None] = {"1s": 1.0, "2s": 2.0, "3s": 3.0, "full": None}
-#: Bumped whenever what is cached changes meaning.
-CACHE_VERSION = 1
+#: Bumped whenever what is cached changes meaning (2: mirror-averaged faces + single-pass ones).
+CACHE_VERSION = 2
+#: Pipeline attributes that do not change a cached embedding: the voice back-end is applied when
+#: scores are made, so one cache serves every back-end (and the back-end's own fitting).
+NOT_CACHED = frozenset({"voice_backend", "models_fingerprint"})
 
 Progress = Callable[[Iterable, int, str], Iterable]
 
@@ -44,11 +47,13 @@ def no_progress(items: Iterable, total: int, description: str) -> Iterable:
 
 @dataclass
 class FaceRecord:
-    """One image: its embedding (None when no face was found), quality and problems."""
+    """One image: its embedding (None when no face was found), quality and problems; ``plain`` is
+    the single-pass embedding (without the mirror image), kept to measure what mirroring buys."""
 
     embedding: np.ndarray | None
     quality: float
     problems: tuple[str, ...]
+    plain: np.ndarray | None = None
 
 
 @dataclass
@@ -69,6 +74,8 @@ def pipeline_fingerprint(pipeline, segment_seconds: float = SEGMENT_SECONDS) -> 
     plain = (int, float, str, bool, type(None))
     settings = {}
     for name, value in sorted(vars(pipeline).items()):
+        if name in NOT_CACHED:
+            continue
         if isinstance(value, plain):
             settings[name] = value
         elif hasattr(value, "__dict__"):  # the detector's and encoders' own settings
@@ -125,24 +132,26 @@ class EmbeddingCache:
 def compute_face(pipeline, path: Path) -> FaceRecord:
     """Detect, align and embed the face of one image."""
     try:
-        embedding, observation, problems = pipeline.face_from_image(path)
+        embedding, plain, observation, problems = pipeline.face_views_from_image(path)
     except SourceError as exc:
         log.warning("%s", exc)
         return FaceRecord(None, 0.0, ("unreadable",))
     quality = observation.quality if observation is not None else 0.0
-    return FaceRecord(embedding, float(quality), tuple(problems))
+    return FaceRecord(embedding, float(quality), tuple(problems), plain)
 
 
 def _face_to_arrays(record: FaceRecord) -> dict:
     arrays = {"quality": np.float64(record.quality), "problems": np.array(list(record.problems), dtype=str)}
     if record.embedding is not None:
         arrays["embedding"] = np.asarray(record.embedding, np.float32)
+    if record.plain is not None:
+        arrays["plain"] = np.asarray(record.plain, np.float32)
     return arrays
 
 
 def _face_from_arrays(arrays: dict) -> FaceRecord:
     return FaceRecord(arrays.get("embedding"), float(arrays["quality"]),
-                      tuple(str(p) for p in arrays["problems"]))
+                      tuple(str(p) for p in arrays["problems"]), arrays.get("plain"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,9 +46,11 @@ def make_policy(config: Config, point: OperatingPoint) -> Policy:
                   challenge_required=config.prompt.backend != "none")
 
 
-def make_fusion(config: Config, point: OperatingPoint) -> FusionParams:
-    """The fusion parameters: the operating point's calibrations with the configured weights."""
-    return FusionParams(point.face, point.voice, config.decision.face_weight, config.decision.voice_weight)
+def make_fusion(config: Config, point: OperatingPoint, voice_backend=None) -> FusionParams:
+    """The fusion parameters: the operating point's calibrations with the configured weights, and
+    the pipeline's voice back-end (:attr:`Pipeline.voice_backend`)."""
+    return FusionParams(point.face, point.voice, config.decision.face_weight, config.decision.voice_weight,
+                        voice_backend=voice_backend)
 
 
 def make_pipeline(config: Config) -> Pipeline:
@@ -106,7 +108,7 @@ class Door:
         self.store = store
         self.point = point
         self.policy = make_policy(config, point)
-        self.fusion = make_fusion(config, point)
+        self.fusion = make_fusion(config, point, pipeline.voice_backend)
         self.lockout = lockout
         self.liveness = liveness
         self._people_lock = threading.Lock()

@@ -22,6 +22,22 @@ from daemon.files import check_admin_controlled, read_image
 
 #: A template may use more speech than one attempt at the door does: more speech, better template.
 ENROL_MAX_SPEECH_SECONDS = 30.0
+#: Sentences a live enrolment asks for by default (the template is their mean).
+DEFAULT_LIVE_SAMPLES = 3
+#: Voice EER on development speakers by enrolment utterances (tools/evaluate.py,
+#: voice.by_enrol_utterances, full-length probes; 159, 116 and only 15 speakers): what one clip costs.
+VOICE_EER_BY_UTTERANCES = {1: 0.0307, 2: 0.0178, 3: 0.0053}
+
+
+def voice_enrolment_advice(n_voice: int) -> str | None:
+    """What enrolling from ``n_voice`` voice clips costs, when fewer than three (None otherwise)."""
+    if n_voice >= 3:
+        return None
+    have, best = VOICE_EER_BY_UTTERANCES[max(1, n_voice)], VOICE_EER_BY_UTTERANCES[3]
+    return (f"note: {n_voice} voice clip(s) enrolled; the voice alone then confuses people at an equal "
+            f"error rate of about {100 * have:.1f} %, against {100 * best:.1f} % with three clips (development "
+            "data). Re-enrol with three different sentences (--voice a.wav b.wav c.wav, or --live) "
+            "for fewer false rejects at the door.")
 
 
 def embed_samples(pipeline, faces: list[tuple[str, np.ndarray | None]],
@@ -93,11 +109,14 @@ def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
     return result
 
 
-def live_samples(config: Config, pipeline, samples: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Guided capture from the camera and microphone: look, speak, repeat."""
+def live_samples(config: Config, pipeline,
+                 samples: int = DEFAULT_LIVE_SAMPLES) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Guided capture from the camera and microphone: look, speak a sentence, repeat with another
+    sentence (three by default: the voice template is their mean)."""
     faces, voices = [], []
     for n in range(1, samples + 1):
-        print(f"[{n}/{samples}] Look at the camera and say a sentence (about 3 seconds)...", flush=True)
+        which = "a sentence" if n == 1 else "another sentence (not the same words)"
+        print(f"[{n}/{samples}] Look at the camera and say {which} (about 3 seconds)...", flush=True)
         frames, audio = [], []
         camera, microphone = open_frame_source(config.camera).start(), open_audio_source(config.microphone).start()
         segmenter = VadSettings.from_config(config).segmenter()

@@ -10,6 +10,7 @@ import numpy as np
 from daemon.capture.audio import MAX_SAMPLE_SECONDS, read_wav
 from daemon.decide.decision import Decision
 from daemon.decide.evidence import Evidence, decide_attempt
+from daemon.detect.face_quality import scorable
 from daemon.files import check_admin_controlled
 from daemon.fuse.calibration import load_operating_point
 from daemon.service import door as door_parts
@@ -24,11 +25,10 @@ def evidence_from_files(pipeline, faces: list[Path], voices: list[Path], min_spe
     face_embeddings, qualities, face_problems = [], [], []
     for path in faces:
         embedding, observation, reasons = pipeline.face_from_image(path)
-        if embedding is not None and not reasons:
+        face_problems.extend(r for r in reasons if r)
+        if embedding is not None and scorable(reasons):
             face_embeddings.append(embedding)
             qualities.append(observation.quality)
-        else:
-            face_problems.extend(r for r in reasons if r)
     voice, seconds, voice_problems = None, 0.0, ("no_speech",)
     for path in voices[:1]:
         result = pipeline.voice_from_samples(read_wav(path, MAX_SAMPLE_SECONDS), min_speech_seconds)
@@ -46,5 +46,6 @@ def verify_files(config, faces: list[Path], voices: list[Path]) -> tuple[Decisio
     policy = dataclasses.replace(door_parts.make_policy(config, point), liveness_required=False,
                                  challenge_required=False)
     evidence = evidence_from_files(pipeline, faces, voices, config.attempt.min_speech_seconds)
-    decision = decide_attempt(evidence, store.load().values(), door_parts.make_fusion(config, point), policy)
+    fusion = door_parts.make_fusion(config, point, pipeline.voice_backend)
+    decision = decide_attempt(evidence, store.load().values(), fusion, policy)
     return decision, evidence
