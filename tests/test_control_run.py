@@ -133,7 +133,7 @@ def test_people_change_without_restart_live_enrolment_and_refusals(tmp_path):
             assert list((tmp_path / "state" / "templates").glob("*")) == []
 
             # Live enrolment with the door's own (replayed) camera and microphone.
-            live = avid("enroll", "carol", "--live", config=config, timeout=60)
+            live = avid("enroll", "carol", "--live", "--samples", "1", config=config, timeout=60)
             assert live.returncode == 0, live.stdout + live.stderr
             assert "[1/1] Look at the camera" in live.stdout and "sample taken" in live.stdout
             assert "enrolled carol: 1 face sample(s), 1 voice sample(s)" in live.stdout
