@@ -83,6 +83,10 @@ def test_relock_does_not_wait_for_a_busy_main_thread(lock, mock_factory):
     """Python runs handlers only between bytecodes; the wakeup-fd watcher relocks at once even while
     the main thread is inside a long native call (here PBKDF2, standing in for a model)."""
     pin = mock_factory.pin(17)
+    # Sized on this machine: a fixed count was too short on an idle, fast core.
+    probe = time.monotonic()
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 100_000)
+    iterations = int(100_000 * 1.5 / max(time.monotonic() - probe, 1e-3))
     handlers = install_stop_handlers(lock, lambda: None)
     relocked_at = []
 
@@ -97,7 +101,7 @@ def test_relock_does_not_wait_for_a_busy_main_thread(lock, mock_factory):
         watcher.start()
         killer.start()
         started = time.monotonic()
-        hashlib.pbkdf2_hmac("sha256", b"x", b"y", 1_500_000)  # about a second of C, no bytecode
+        hashlib.pbkdf2_hmac("sha256", b"x", b"y", iterations)  # about 1.5 s of C, no bytecode
         busy_until = time.monotonic()
         watcher.join(timeout=10)
         killer.join(timeout=10)
