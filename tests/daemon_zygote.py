@@ -44,12 +44,11 @@ from daemon.inference import selftest, tflite  # noqa: E402,F401
 from daemon.service import admin, door, loop, relock, run, sdnotify, signals, watchdog  # noqa: E402,F401
 
 
-def _child(request: dict) -> None:
+def _child(request: dict, err: int) -> None:
     """In the forked child: become ``avid <argv>`` and never return to the zygote's loop."""
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(err, 2)
     os.close(null)
     os.close(err)
@@ -65,9 +64,13 @@ def serve() -> None:
         raise SystemExit("zygote: a thread was started while importing; forking now would be unsafe")
     for line in sys.stdin:
         request = json.loads(line)
+        # Opened before the fork, as a shell opens a redirection before exec: a signal that kills
+        # the child at once still leaves the (empty) file the test reads.
+        err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         pid = os.fork()
         if pid == 0:
-            _child(request)
+            _child(request, err)
+        os.close(err)
         print(json.dumps({"pid": pid}), flush=True)
         _, status = os.waitpid(pid, 0)
         print(json.dumps({"pid": pid, "returncode": -os.WTERMSIG(status) if os.WIFSIGNALED(status)

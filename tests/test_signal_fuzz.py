@@ -15,10 +15,11 @@ Two targets run the same scenario:
 - **fresh**: each daemon is a new interpreter, so that a signal can also land while Python imports
   avid (about 0.45 s of CPU the fork skips). It runs a hundredth of AVID_FUZZ_EXAMPLES (at least 4).
 
-The long run, 10,000 forked examples in four concurrent shards (about an hour on a 2-core
-machine; a shard is one pytest process with its own seed) and 100 fresh ones::
+The long run, 10,000 forked examples in ten concurrent shards (most of an example is waiting for
+the real-time replay; about 70 minutes on a 2-core machine; a shard is one pytest process with its
+own seed) and 100 fresh ones::
 
-    for seed in 1 2 3 4; do AVID_FUZZ_EXAMPLES=2500 pytest -q -p no:cacheprovider \
+    for seed in $(seq 1 10); do AVID_FUZZ_EXAMPLES=1000 pytest -q -p no:cacheprovider \
         --hypothesis-seed=$seed "tests/test_signal_fuzz.py::test_forked" & done; wait
     AVID_FUZZ_EXAMPLES=10000 pytest -q "tests/test_signal_fuzz.py::test_fresh"
 """
