@@ -26,7 +26,7 @@ from daemon.decide.lockout import Lockout, LockoutPolicy
 from daemon.fuse.calibration import OperatingPoint, load_operating_point
 from daemon.fuse.fusion import FusionParams
 from daemon.inference.selftest import run_selftest
-from daemon.inference.tflite import DEFAULT_MODELS_DIR
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, release_model_pages
 from daemon.liveness.check import LivenessCheck, make_liveness_check
 from daemon.pipeline import Pipeline
 from daemon.state import store as state_store
@@ -170,6 +170,10 @@ def build_door(config: Config, clock=time.monotonic, pipeline: Pipeline | None =
     from daemon.challenge.runner import make_challenge_runner, startup_warning
     door.challenge = make_challenge_runner(config, clock)
     startup_warning(config, door.people())
+    # The models have run (self-test, warm-up): their mapped weights are mostly copies XNNPACK no
+    # longer reads, and the daemon's memory budget is tight (docs/benchmarks.md).
+    released = release_model_pages(config.models.directory or DEFAULT_MODELS_DIR)
+    log.debug("released %.1f MB of mapped model pages", released / 2**20)
     log.info("door ready: %d enrolled, threshold=%.2f margin=%.2f calibration=%s liveness=%s",
              len(door.people()), door.policy.threshold, door.policy.margin, point.source,
              "required" if door.policy.liveness_required else "off")
