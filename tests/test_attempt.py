@@ -97,16 +97,19 @@ def test_face_then_speech_then_end_finishes_once():
     assert attempt.face_frames == 2
 
 
-def test_speech_audio_and_end_without_a_start_are_ignored():
+def test_a_face_started_attempt_takes_an_utterance_already_under_way():
     door = Door()
     door.face(0.0)
-    door.speech("audio", 0.1)
-    door.speech("end", 0.2)
+    door.speech("audio", 0.1)  # the VAD's utterance began before the face: no 'start' will come
     attempt = door.tracker.current
-    assert attempt is not None and door.finished == []
-    assert attempt.voice.seconds == 0 and attempt.speech_started_at is None
-    door.speech("audio", 0.3)
-    assert door.tracker.current is attempt  # an attempt is never started by 'audio' or 'end'
+    assert attempt.speech_started_at == 0.1 and attempt.voice.seconds == pytest.approx(FRAME / 16000)
+    door.speech("audio", 0.2)
+    door.speech("end", 0.8)
+    assert door.finished == [attempt] and attempt.end_reason == "speech_end"
+    assert attempt.voice.seconds == pytest.approx(2 * FRAME / 16000)
+
+
+def test_an_attempt_is_never_started_by_audio_or_end():
     door = Door()
     door.speech("audio", 0.1)
     door.speech("end", 0.2)
@@ -378,6 +381,32 @@ def test_after_an_early_accept_the_rest_of_the_utterance_starts_no_new_attempt()
     assert door.tracker.current is None
     door.face(5.6)
     assert door.tracker.current is not None and door.tracker.current is not attempt
+
+
+def test_after_an_early_accept_a_face_after_the_person_left_starts_a_new_attempt():
+    """The VAD may hold the accepted person's utterance open (noise it calls voiced); once their
+    face has been gone for PERSON_LEFT_SECONDS, the next face is a new person."""
+    from daemon.decide.attempt import PERSON_LEFT_SECONDS
+
+    door = Door(cooldown_seconds=0.5)
+    door.face(0.0)
+    door.speech("start", 0.1, 4 * FRAME)
+    attempt = door.tracker.current
+    assert door.tracker.end_early(attempt, 1.0)
+    door.face(1.2)  # still there, still in the utterance: no new attempt
+    assert door.tracker.current is None
+    door.no_face(1.3)
+    door.face(1.3 + PERSON_LEFT_SECONDS * 0.9)  # back too soon: the same person
+    assert door.tracker.current is None
+    t = 2.5
+    door.no_face(t)
+    door.no_face(t + PERSON_LEFT_SECONDS / 2)
+    t += PERSON_LEFT_SECONDS + 0.1
+    door.face(t)
+    new = door.tracker.current
+    assert new is not None and new is not attempt
+    door.speech("audio", t + 0.03)  # the utterance the VAD never closed
+    assert new.speech_started_at == t + 0.03
 
 
 def test_without_a_scorable_face_the_reason_is_why_none_could_be_scored():

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 _attempt_ids = itertools.count(1)
 
+#: No face for this long means the person who was accepted early has left: a face after that is a
+#: new person, even if the VAD still holds an utterance open (background noise it calls voiced).
+PERSON_LEFT_SECONDS = 1.0
+
 
 @dataclass
 class FaceSample:
@@ -203,6 +207,7 @@ class AttemptTracker:
         # (until the VAD's end, at most one attempt timeout) belongs to the decided attempt and
         # must not start another.
         self._finishing_until = float("-inf")
+        self._no_face_since: float | None = None
         #: Called with each new attempt (the challenge runner starts its challenge here).
         self.on_start: Callable[[Attempt], None] | None = None
 
@@ -214,6 +219,14 @@ class AttemptTracker:
         """
         with self._lock:
             attempt = self.current
+            if observation is None:
+                if self._no_face_since is None:
+                    self._no_face_since = t
+            else:
+                if attempt is None and self._no_face_since is not None \
+                        and t - self._no_face_since >= PERSON_LEFT_SECONDS:
+                    self._finishing_until = float("-inf")  # whoever was accepted early has gone
+                self._no_face_since = None
             if attempt is None:
                 if observation is None or t < max(self._cooldown_until, self._finishing_until):
                     return None
@@ -256,7 +269,12 @@ class AttemptTracker:
                 if attempt.speech_started_at is None:
                     attempt.speech_started_at = event.t
                 self._add_voice(attempt, event.audio)
-            elif event.kind == "audio" and attempt.speech_started_at is not None:
+            elif event.kind == "audio":
+                # An utterance already under way when a face started the attempt (the VAD took
+                # background noise for speech and has not ended it): the attempt takes the speech
+                # from now on rather than waiting for a start that will not come.
+                if attempt.speech_started_at is None:
+                    attempt.speech_started_at = event.t
                 self._add_voice(attempt, event.audio)
             elif event.kind == "pause" and attempt.speech_started_at is not None:
                 self._embed_tail(attempt)
