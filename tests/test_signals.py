@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from daemon.actuate.lock import Lock, open_lock
 from daemon.config import LockConfig
+from daemon.errors import LockError
 from daemon.service.relock import relock_pin
 from daemon.service.signals import install_stop_handlers, terminating_signals
 
@@ -225,3 +227,65 @@ def test_after_finish_a_late_signal_is_ignored_not_fatal(lock):
     finally:
         handlers.restore()
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+class _InterruptingPin(MockPin):
+    """A mock pin that, once armed, sends this process a signal while its level is read: Python
+    then runs that signal's handler in the middle of whatever code was reading the pin."""
+
+    armed: int | None = None
+
+    def _get_state(self):
+        if _InterruptingPin.armed is not None:
+            signum, _InterruptingPin.armed = _InterruptingPin.armed, None
+            os.kill(os.getpid(), signum)
+        return super()._get_state()
+
+
+def test_a_signal_inside_the_handling_of_another_neither_raises_nor_reopens():
+    """Found by the signal fuzz: SIGUSR2 and SIGXFSZ at once; the second handler closed the relay
+    while the first was reading it, and avid ended with a traceback."""
+    factory = MockFactory(pin_class=_InterruptingPin)
+    lock = open_lock(LockConfig(pin_factory="mock", relay_pin=17, unlock_seconds=30), pin_factory=factory)
+    stops = []
+    relay_pin = factory.pin(17)
+    handlers = install_stop_handlers(lock, lambda: stops.append(1))
+    try:
+        lock.grant()
+        assert relay_pin.state == 1
+        _InterruptingPin.armed = signal.SIGXFSZ
+        os.kill(os.getpid(), signal.SIGUSR2)  # its handler reads the relay: SIGXFSZ arrives then
+        assert _wait_for(lambda: stops)
+        assert relay_pin.state == 0
+    finally:
+        _InterruptingPin.armed = None
+        handlers.restore()
+        lock.close()
+        factory.close()
+    assert handlers.received == [signal.SIGUSR2, signal.SIGXFSZ]
+    assert stops == [1] and handlers.exit_status() == 128 + signal.SIGUSR2
+
+
+def test_a_signal_inside_a_grant_leaves_the_relay_off_with_a_lock_error(mock_factory):
+    """A handler that runs inside grant() (between its check and driving the relay) closes the
+    lock: the grant then fails as on a closed lock, and the relay stays off."""
+    armed = []
+
+    def clock():
+        if armed:
+            os.kill(os.getpid(), armed.pop())
+        return time.monotonic()
+
+    relay_pin = mock_factory.pin(17)
+    lock = open_lock(LockConfig(pin_factory="mock", relay_pin=17, unlock_seconds=30), pin_factory=mock_factory,
+                     clock=clock)
+    handlers = install_stop_handlers(lock, lambda: None)
+    try:
+        armed.append(signal.SIGUSR1)
+        with pytest.raises(LockError, match="closed"):
+            lock.grant()
+    finally:
+        handlers.restore()
+        lock.close()
+    assert handlers.received == [signal.SIGUSR1]
+    assert relay_pin.state == 0

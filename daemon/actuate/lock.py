@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Callable
 
+from gpiozero.exc import GPIODeviceClosed
+
 from daemon.errors import LockError
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,12 @@ class Lock:
                 raise LockError("lock is closed")
             self._relock_at = self._clock() + (seconds or self._unlock_seconds)
             self.granted_until = self._relock_at
-            self._relay.on()
+            try:
+                self._relay.on()
+            except GPIODeviceClosed:
+                if self._closed:  # closed by a signal handler that ran inside this call
+                    raise LockError("lock is closed") from None
+                raise
             self._wake.notify()
         log.info("lock: relay energised for %.1f s", seconds or self._unlock_seconds)
         self._tell(False)
@@ -103,9 +110,16 @@ class Lock:
         with self._wake:
             if self._closed:
                 return
-            was_unlocked = self.is_unlocked
-            self._relock_at = None
-            self._relay.off()
+            try:
+                was_unlocked = bool(self._relay.value)
+                self._relock_at = None
+                self._relay.off()
+            except GPIODeviceClosed:
+                # Python runs a signal handler between any two bytecodes, and this lock is
+                # re-entrant: a handler that ran inside this call has closed the lock, relay off.
+                if self._closed:
+                    return
+                raise
             self._wake.notify()
         if was_unlocked:
             log.info("lock: relay de-energised (%s)", reason)

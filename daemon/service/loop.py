@@ -30,7 +30,7 @@ from daemon.decide.attempt import Attempt, AttemptTracker, EmbedJob
 from daemon.decide.decision import Decision, decide
 from daemon.decide.evidence import Evidence
 from daemon.detect.vad import VadSettings
-from daemon.errors import AvidError, SourceError, SourceTimeout
+from daemon.errors import AvidError, LockError, SourceError, SourceTimeout
 from daemon.liveness.result import LivenessResult
 
 log = logging.getLogger(__name__)
@@ -360,6 +360,9 @@ class CaptureLoop:
         if decision.accepted:
             try:
                 self.lock.grant()
+            except LockError as exc:  # closed: a stop signal came while the decision was made
+                log.error("attempt %d: lock failed: %s", attempt.id, exc)
+                decision = decide([], self.door.policy, error="lock_failed")
             except Exception:
                 log.exception("attempt %d: lock failed", attempt.id)
                 decision = decide([], self.door.policy, error="lock_failed")

@@ -70,6 +70,7 @@ class StopHandlers:
         self._reader.setblocking(True)
         self._writer.setblocking(False)
         self._closed = False
+        self._handling = False
         self._previous_wakeup = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         try:
             for number in signals if signals is not None else terminating_signals():
@@ -105,13 +106,22 @@ class StopHandlers:
 
     def _on_signal(self, number: int, frame) -> None:
         self.received.append(number)
-        name = _name(number)
-        self._relock(name)
-        if self._stopping.is_set():
+        if self._handling:
+            # Python runs a handler between any two bytecodes, another handler's included: this
+            # signal interrupted the handling of an earlier one, which relocks and stops by itself
+            # (relocking here too would close the relay under the earlier handler's feet).
             return
-        self._stopping.set()
-        log.info("%s: relocked; stopping", name)
-        self._stop_callback()
+        self._handling = True
+        try:
+            name = _name(number)
+            self._relock(name)
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            log.info("%s: relocked; stopping", name)
+            self._stop_callback()
+        finally:
+            self._handling = False
 
     def exit_status(self) -> int:
         """The exit status for a daemon stopped by the first signal received: 0 for SIGTERM, SIGINT
