@@ -6,6 +6,12 @@ never speaks is *abandoned* (no decision is logged as a failure: people walk pas
 attempt the best few face frames (by quality) and the voiced audio are kept, and embedding jobs are
 handed out as soon as their input is complete, so that little is left when speech ends.
 
+After an early accept the rest of that person's utterance starts no new attempt, until the VAD
+ends it or their face has been gone for :data:`PERSON_LEFT_SECONDS`. webrtcvad can hold an
+utterance open through background noise it calls voiced; a face-started attempt then takes the
+speech of that open utterance from its own start, instead of waiting for a 'start' that would not
+come before the next silence.
+
 All times are the capture times of the events (seconds on the injected monotonic clock), so the
 tracker is deterministic under test and replay.
 """
