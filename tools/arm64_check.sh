@@ -242,7 +242,9 @@ per_cpu() {  # QEMU_CPU label cpuinfo
     else
         record "$label: model tests (AVID_ARM64_TESTS empty)" skipped 0
     fi
-    step "$label: avid check-config config.yaml" guest "$cpu" ".venv/bin/avid check-config config.yaml"
+    # check-config checks the state folder too: make it as the install does (tmpfiles: 0700).
+    step "$label: avid check-config config.yaml" guest "$cpu" \
+        "install -d -m 0700 /var/lib/avid && .venv/bin/avid check-config config.yaml"
     step "$label: avid self-test" guest "$cpu" ".venv/bin/avid self-test"
     step "$label: enrol 2 + avid verify (accept, deny)" guest "$cpu" "$E2E"
     demo_fast "$cpu" "$label"
