@@ -212,7 +212,8 @@ def _scenario(start, enrolled_state: Path, moment: str, delay_ms: int, signals: 
                 assert _wait(lambda: _ready(sock), 60), "no READY=1"
             elif moment == "unlocked":
                 opened = _wait(lambda: levels(gpio, PIN)[-1:] == [1], 60)
-                assert opened, "the enrolled person was never let in"
+                assert opened, ("the enrolled person was never let in",
+                                (folder / "run.err").read_text(errors="replace")[-3000:])
             time.sleep(delay_ms / 1000)
             for i, signum in enumerate(signals):
                 if process.poll() is None:
