@@ -161,7 +161,8 @@ def run_demo(fast: bool = False) -> int:
         finally:
             lock.close()
         from daemon.challenge.demo import run_challenge_demo
-        challenge_code, _ = run_challenge_demo(pipeline, config, DATA, factory)
+        challenge_code, _ = run_challenge_demo(pipeline, config, DATA, factory,
+                                               clock=MediaClock() if fast else time.monotonic)
         pin = factory.pin(config.lock.relay_pin)
         # gpiozero's MockPin stamps changes with the wall clock, not with the injected one.
         print("\nrelay timeline (GPIO%d; %s):" % (config.lock.relay_pin, "wall-clock t" if fast else

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from daemon.challenge.present import Presenter
 from daemon.challenge.runner import ChallengeRunner, params_from_config
@@ -25,17 +26,20 @@ class ConsolePresenter(Presenter):
 
     name = "console"
 
-    def __init__(self, start: float):
-        self._start = start
+    def __init__(self, start: float, clock: Callable[[], float] = time.monotonic):
+        self._start, self._clock = start, clock
 
     def show(self, digit: str, index: int, total: int) -> None:
-        print(f"  t={time.monotonic() - self._start:5.1f}s  door asks: say {digit} "
+        print(f"  t={self._clock() - self._start:5.1f}s  door asks: say {digit} "
               f"(prompt {index + 1}/{total})", flush=True)
 
 
-def run_challenge_demo(pipeline, base_config, data: Path, lock_factory) -> tuple[int, list]:
+def run_challenge_demo(pipeline, base_config, data: Path, lock_factory,
+                       clock: Callable[[], float] = time.monotonic) -> tuple[int, list]:
     """Replay alice's clip (looped, as a phone would play it) at a door with a challenge; returns
-    (0 when it is refused with ``challenge_failed``, else 1; the decision events)."""
+    (0 when it is refused with ``challenge_failed``, else 1; the decision events). ``clock``: a
+    :class:`~daemon.capture.media_clock.MediaClock` for ``avid demo --fast`` (prompts, deadlines and
+    frame ages in media time), else the monotonic clock."""
     from daemon.actuate.lock import open_lock
     from daemon.service import door
     from daemon.service.loop import CaptureLoop
@@ -56,8 +60,8 @@ def run_challenge_demo(pipeline, base_config, data: Path, lock_factory) -> tuple
           "saying digits, so she is enrolled without them here; the reason printed is the first check "
           f"the replay fails).\n\nreplaying alice's clip ({CLIP}) on a loop, as a "
           "phone held up to the camera would:\n", flush=True)
-    lock = open_lock(config.lock, pin_factory=lock_factory)
-    start = time.monotonic()
+    lock = open_lock(config.lock, pin_factory=lock_factory, clock=clock)
+    start = clock()
     events = []
 
     def show(event):
@@ -67,10 +71,11 @@ def run_challenge_demo(pipeline, base_config, data: Path, lock_factory) -> tuple
               f"reason={d.reason} ({d.details.get('challenge', '')})", flush=True)
 
     try:
-        the_door = door.build_door(config, pipeline=pipeline)
-        the_door.challenge = ChallengeRunner(ConsolePresenter(start), params_from_config(config))
-        frames, audio = door.source_factories(config)
-        loop = CaptureLoop(the_door, lock, frames, audio, on_decision=show)
+        the_door = door.build_door(config, clock=clock, pipeline=pipeline)
+        the_door.challenge = ChallengeRunner(ConsolePresenter(start, clock), params_from_config(config),
+                                             clock=clock)
+        frames, audio = door.source_factories(config, clock=clock)
+        loop = CaptureLoop(the_door, lock, frames, audio, clock=clock, on_decision=show)
         loop.run(duration_s=the_door.challenge.params.digits * 2.7 + 6.0)
     finally:
         lock.close()
