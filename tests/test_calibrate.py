@@ -12,9 +12,10 @@ from daemon.errors import ConfigError
 from daemon.fuse.fusion import Candidate
 from daemon.pipeline import Pipeline
 from daemon.offline.calibrate import (
-    MIN_MARGIN, FusedTrials, OpenSetAttempt, calibrate, fit_margin, fusion_params, load_calibration,
-    open_set_rates, open_set_threshold, save_calibration,
+    MIN_MARGIN, FusedTrials, OpenSetAttempt, calibrate, fit_margin, fusion_params, hardest_impostors,
+    load_calibration, open_set_rates, open_set_threshold, save_calibration,
 )
+from daemon.offline.dataset import Chimera
 from daemon.offline.fitting import fit_calibration, fit_operating_point
 from tiny_data import build
 
@@ -95,6 +96,26 @@ def test_open_set_threshold_turns_away_all_but_the_target_share_of_strangers():
     assert rates["strangers_accepted"] == 20
 
 
+def test_hardest_impostors_names_the_worst_pairs_once_each_and_skips_genuine_and_missing():
+    people = [Chimera(f"c{i}", f"lfw/face{i}", f"vctk/voice{i}", "", "", ()) for i in range(4)]
+    # attempts: (probe, enrolled, fused, face, voice, missing); c0 -> c1 appears twice
+    rows = [("c0", "c0", 30.0, 12.0, 18.0, False),   # genuine: never listed
+            ("c0", "c1", 9.0, 0.5, 8.5, False),
+            ("c0", "c1", 7.0, 0.4, 6.6, False),      # the same pair again: listed once
+            ("c2", "c3", 99.0, 0.0, 0.0, True),      # a missing modality: scored at the floor
+            ("c3", "c2", 4.0, 3.5, 0.5, False),
+            ("c1", "c0", -3.0, -1.0, -2.0, False)]
+    fused = FusedTrials(np.array([r[2] for r in rows]), np.array([r[0] == r[1] for r in rows]),
+                        [r[1] for r in rows], 1, np.array([r[5] for r in rows]),
+                        np.array([r[3] for r in rows]), np.array([r[4] for r in rows]),
+                        probes=[r[0] for r in rows])
+    worst = hardest_impostors(fused, people, count=2)
+    assert [(w["fused"], w["voice_llr"]) for w in worst] == [(9.0, 8.5), (4.0, 0.5)]
+    assert worst[0]["probe"] == {"face": "lfw/face0", "voice": "vctk/voice0"}
+    assert worst[0]["enrolled"] == {"face": "lfw/face1", "voice": "vctk/voice1"}
+    assert len(hardest_impostors(fused, people, count=10)) == 3
+
+
 def example_result():
     return {"schema": 1, "models": "0123456789abcdef", "face": {"a": 20.0, "b": -9.0},
             "voice": {"a": 30.0, "b": -21.0}, "threshold": 6.5, "margin": MIN_MARGIN,
@@ -145,6 +166,9 @@ def test_calibrate_on_real_files_gives_a_usable_file(tmp_path):
     assert result["n_genuine"] > 0 and result["n_impostor"] > 0
     assert result["supported"] == (result["n_impostor"] >= 60)  # rule of three at 5 %
     assert 0.0 <= result["fnmr_ci"][0] <= result["expected_fnmr"] <= result["fnmr_ci"][1] <= 1.0
+    worst = result["hardest_impostors"]
+    assert worst and [w["fused"] for w in worst] == sorted((w["fused"] for w in worst), reverse=True)
+    assert all(w["probe"]["face"] != w["enrolled"]["face"] for w in worst)
     save_calibration(tmp_path / "calibration.json", result)
     assert load_calibration(tmp_path / "calibration.json") == result
     again = calibrate(pipeline, root, target_fmr=0.05, seed=3, cache_dir=tmp_path / "cache")

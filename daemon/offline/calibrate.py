@@ -234,6 +234,7 @@ class FusedTrials:
     face_llr: np.ndarray  # NaN where missing
     voice_llr: np.ndarray
     failures: list[str] = dataclasses.field(default_factory=list)  # the problem reported; "" if scored
+    probes: list[str] = dataclasses.field(default_factory=list)  # the chimera making each attempt
 
     def door_rates(self, threshold: float, min_modality_llr: float | None = None) -> dict:
         """FMR and FNMR of one-to-one attempts decided as :func:`decide` would with one person
@@ -258,7 +259,7 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
     no speech) is a failure of its own kind (``failures``, ``missing``); for curves it gets the
     lowest score of the set (a non-match)."""
     people = {c.name: enrolled_person(c, emb) for c in chimeras}
-    scores, face_llr, voice_llr, genuine, subjects, missing, failures = [], [], [], [], [], [], []
+    scores, face_llr, voice_llr, genuine, subjects, missing, failures, probes = [], [], [], [], [], [], [], []
     for probe in chimeras:
         targets = [c for c in chimeras if c is probe or c.compatible(probe, cohort)]
         for face_key, voice_key in probe.attempts:
@@ -274,6 +275,7 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
                 voice_llr.append(candidate.voice_llr if candidate else np.nan)
                 genuine.append(target is probe)
                 subjects.append(target.name)
+                probes.append(probe.name)
                 missing.append(is_missing)
                 failures.append(attempt.problems[0] if is_missing else "")
     scores = np.array(scores, dtype=np.float64)
@@ -281,7 +283,32 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
     if missing.any():
         scores[missing] = np.min(scores[~missing]) if (~missing).any() else 0.0
     return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing,
-                       np.array(face_llr, np.float64), np.array(voice_llr, np.float64), failures)
+                       np.array(face_llr, np.float64), np.array(voice_llr, np.float64), failures, probes)
+
+
+def hardest_impostors(fused: FusedTrials, chimeras: list[Chimera], count: int = 5) -> list[dict]:
+    """The ``count`` highest-scoring impostor attempts, one per (probe, enrolled) pair: who they were
+    (face identity and speaker of each side) and each modality's LLR. A threshold fitted for a low
+    FMR sits just above the few worst of these, so they say what the threshold is guarding against
+    (a look-alike face, a sound-alike voice, a mislabelled identity in the data)."""
+    people = {c.name: c for c in chimeras}
+    order = np.argsort(-np.where(fused.genuine | fused.missing, -np.inf, fused.scores), kind="stable")
+    found, seen = [], set()
+    for index in order:
+        if len(found) >= count:
+            break
+        if fused.genuine[index] or fused.missing[index]:
+            continue
+        pair = (fused.probes[index], fused.subjects[index])
+        if pair in seen:
+            continue
+        seen.add(pair)
+        probe, enrolled = people[pair[0]], people[pair[1]]
+        found.append({"fused": float(fused.scores[index]), "face_llr": float(fused.face_llr[index]),
+                      "voice_llr": float(fused.voice_llr[index]),
+                      "probe": {"face": probe.face_identity, "voice": probe.voice_identity},
+                      "enrolled": {"face": enrolled.face_identity, "voice": enrolled.voice_identity}})
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,6 +452,7 @@ class SystemFit:
     n_voice: tuple[int, int]
     verification_threshold: float
     open_set_threshold: float
+    chimeras: list = dataclasses.field(default_factory=list)
 
 
 def fit_system(data: DataSet, emb: Embeddings, target_fmr: float, seed: int,
@@ -459,7 +487,7 @@ def fit_system(data: DataSet, emb: Embeddings, target_fmr: float, seed: int,
              verification.threshold, open_set, margin)
     return SystemFit(face, voice, params, point, margin, met, open_set_rates(attempts, point.threshold, margin),
                      fused, (face_genuine.size, face_impostor.size), (voice_genuine.size, voice_impostor.size),
-                     verification.threshold, open_set)
+                     verification.threshold, open_set, chimeras)
 
 
 def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache_dir: Path | None = None,
@@ -478,6 +506,7 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
         "observed_fmr": point.fmr, "supported": point.supported,
         "verification_threshold": fit.verification_threshold, "open_set_threshold": fit.open_set_threshold,
         "door_one_to_one": fit.fused.door_rates(point.threshold),
+        "hardest_impostors": hardest_impostors(fit.fused, fit.chimeras),
         "n_genuine": point.n_genuine, "n_impostor": point.n_impostor,
         "open_set": {"gallery_size": gallery_size, **fit.open_set,
                      "far_supported_at_target": rule_of_three_supported(fit.open_set["stranger_attempts"],
