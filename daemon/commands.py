@@ -92,7 +92,8 @@ def list_people(config: Config, args) -> int:
     store = door.open_store(config, _fingerprint(config))
     people = store.load()
     for name, person in sorted(people.items()):
-        print(f"{name}\tface samples: {len(person.face)}\tvoice samples: {len(person.voice)}")
+        print(f"{name}\tface samples: {len(person.face)}\tvoice samples: {len(person.voice)}"
+              f"\tdigit recordings: {len(person.digits)}")
     for refused in store.refused:
         print(f"(record {refused.id} unusable: {refused.reason})")
     if not people and not store.refused:

@@ -20,12 +20,21 @@ def test_every_operation_parses_with_defaults():
     assert parse_request(line(op="status")).op == "status"
     assert parse_request(line(op="delete", name="alice")).args == {"name": "alice"}
     live = parse_request(line(op="enrol_live", name="bob"))
-    assert live.args == {"name": "bob", "samples": 1, "replace": False}
+    assert live.args == {"name": "bob", "samples": 1, "replace": False, "live_digits": False}
     request = parse_request(encode_request("a-1", "enrol_files", name="carol", faces=[b"\x89PNG"],
                                            voices=[b"RIFF", b"RIFF2"], replace=True).rstrip(b"\n"))
     assert request.id == "a-1"
     assert request.args == {"name": "carol", "faces": [b"\x89PNG"], "voices": [b"RIFF", b"RIFF2"],
-                            "replace": True}
+                            "replace": True, "digits": None}
+
+
+def test_digit_recordings_travel_by_digit_and_come_back_as_bytes():
+    digits = {"0": [b"RIFF0a", b"RIFF0b"], "7": [b"RIFF7"]}
+    request = parse_request(encode_request(2, "enrol_files", name="dave", faces=[b"img"], voices=[b"wav"],
+                                           digits=digits).rstrip(b"\n"))
+    assert request.args["digits"] == digits
+    live = parse_request(encode_request(3, "enrol_live", name="dave", live_digits=True).rstrip(b"\n"))
+    assert live.args["live_digits"] is True
 
 
 @pytest.mark.parametrize("raw, code, words", [
@@ -49,6 +58,18 @@ def test_every_operation_parses_with_defaults():
     (line(op="enrol_files", name="a", faces=["!!!"], voices=[]), "bad_request", "not valid base64"),
     (line(op="enrol_files", name="a", faces=[""], voices=[]), "bad_request", "empty"),
     (line(op="enrol_files", name="a", faces=["AAAA"] * 6, voices=[]), "too_large", "at most 5"),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits=["AAAA"]), "bad_request", '"0"-"9"'),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={}), "bad_request", '"0"-"9"'),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={"10": ["AAAA"]}), "bad_request", "not 10"),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={"\u0663": ["AAAA"]}), "bad_request", "keys"),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={"3": "AAAA"}), "bad_request",
+     '"digits.3" must be a list'),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={"3": ["AAAA"] * 4}), "too_large",
+     '"digits.3": at most 3'),
+    (line(op="enrol_files", name="a", faces=[], voices=[], digits={"3": ["!!"]}), "bad_request",
+     "not valid base64"),
+    (line(op="enrol_live", name="a", live_digits=1), "bad_request", '"live_digits"'),
+    (line(op="enrol_live", name="a", digits={"1": ["AAAA"]}), "bad_request", "unknown field"),
 ])
 def test_malformed_requests_are_refused_with_a_reason(raw, code, words):
     with pytest.raises(ProtocolError) as caught:
@@ -68,7 +89,15 @@ def test_size_limits_on_files_payload_and_line(monkeypatch):
     with pytest.raises(ProtocolError) as caught:
         parse_request(line(op="enrol_files", name="a", faces=[big], voices=[]))
     assert caught.value.code == "too_large"
+    huge = base64.b64encode(b"x" * (protocol.MAX_DIGIT_FILE_BYTES + 1)).decode()
+    with pytest.raises(ProtocolError) as caught:
+        parse_request(line(op="enrol_files", name="a", faces=[], voices=[], digits={"4": [huge]}))
+    assert caught.value.code == "too_large" and "digits.4" in str(caught.value)
     monkeypatch.setattr(protocol, "MAX_PAYLOAD_BYTES", 10)
+    with pytest.raises(ProtocolError) as caught:  # digit recordings count towards the payload too
+        parse_request(line(op="enrol_files", name="a", faces=[], voices=[base64.b64encode(b"y" * 6).decode()],
+                           digits={"1": [base64.b64encode(b"z" * 6).decode()]}))
+    assert caught.value.code == "too_large"
     small = base64.b64encode(b"y" * 6).decode()
     with pytest.raises(ProtocolError) as caught:
         parse_request(line(op="enrol_files", name="a", faces=[small], voices=[small]))

@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from control_harness import SocketFolder, enrolment_files, status_as
 from daemon.actuate.lock import open_lock
+from daemon.capture.audio import read_wav
 from daemon.capture.base import Item
+from daemon.challenge.digits import DigitTemplates, recognise
 from daemon.control import protocol
 from daemon.control.client import ControlClient, connect_if_running
 from daemon.service.admin import LoopDoorAdmin
@@ -28,6 +30,9 @@ from daemon.control.protocol import Busy, ControlError, ERROR_CODES
 from daemon.control.server import Authoriser, ControlServer, Peer
 from daemon.service import door
 from door_harness import FPS, door_config, scene
+from shared_data import DATA
+
+FSDD = DATA / "voices" / "fsdd"
 
 EXAMPLES = int(os.environ.get("AVID_FUZZ_EXAMPLES", "300"))
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="plays other users with setuid (CI runs as root)")
@@ -71,7 +76,7 @@ def test_enrol_list_delete_count_for_the_next_attempt_at_once(admin, folder, tmp
     with serve(admin, folder) as server:
         client = connect_if_running(server.path)
         result = client.enrol_files("alice", [p.read_bytes() for p in faces], [p.read_bytes() for p in voices])
-        assert result == {"name": "alice", "face_samples": 2, "voice_samples": 2}
+        assert result == {"name": "alice", "face_samples": 2, "voice_samples": 2, "digit_recordings": 0}
         assert [p.name for p in admin.door.people()] == ["alice"]  # what the loop compares with next
         assert client.list_people() == [result]
         status = client.status()
@@ -153,11 +158,71 @@ def test_live_enrolment_streams_prompts_and_suspends_the_door(admin, folder):
             result = ControlClient(server.path).enrol_live("carol", 1, on_progress=on_progress)
     finally:
         stop.set()
-    assert result == {"name": "carol", "face_samples": 1, "voice_samples": 1}
+    assert result == {"name": "carol", "face_samples": 1, "voice_samples": 1, "digit_recordings": 0}
     assert seen[0][0] == {"prompt": "Look at the camera and say a sentence (about 3 seconds)", "step": 1, "of": 1}
     assert seen[-1][0]["outcome"] == "taken"
     assert all(suspended and people == [] for _, suspended, people in seen)
     assert admin.status()["suspended"] is False and [p.name for p in admin.door.people()] == ["carol"]
+
+
+def _digit_takes(speaker: str = "george", takes: int = 2) -> dict[str, list[Path]]:
+    return {d: [FSDD / speaker / f"{d}_{i}.wav" for i in range(takes)] for d in "0123456789"}
+
+
+def test_digit_recordings_enrol_through_the_running_door(admin, folder, tmp_path):
+    faces, voices = enrolment_files(tmp_path)
+    digits = {d: [p.read_bytes() for p in paths] for d, paths in _digit_takes().items()}
+    with serve(admin, folder) as server:
+        result = ControlClient(server.path).enrol_files("dora", [faces[0].read_bytes()], [voices[0].read_bytes()],
+                                                        digits=digits)
+    assert result == {"name": "dora", "face_samples": 1, "voice_samples": 1, "digit_recordings": 20}
+    [person] = admin.door.people()  # the loop's people: her challenge can be checked from the next attempt
+    templates = DigitTemplates.from_arrays(person.digits)
+    assert templates.complete() and all(len(templates.by_digit[d]) == 2 for d in "0123456789")
+    assert recognise(read_wav(FSDD / "george" / "3_4.wav"), templates).digit == "3"
+
+
+def test_unusable_digits_and_samples_are_refused_together_and_nothing_is_written(admin, folder, tmp_path):
+    faces, voices = enrolment_files(tmp_path)
+    digits = {d: [p.read_bytes() for p in paths] for d, paths in _digit_takes(takes=1).items() if d != "5"}
+    digits["2"] = [np.zeros(16000, "<i2").tobytes()]  # not a WAV file
+    with serve(admin, folder) as server, pytest.raises(ControlError) as refused:
+        ControlClient(server.path).enrol_files("erin", [b"not an image"], [voices[0].read_bytes()], digits=digits)
+    message = str(refused.value)
+    assert refused.value.code == "refused"
+    assert "face file 1: not an image" in message and "digit 2 file 1" in message
+    assert "digit(s) 2, 5: fewer than 1 usable recording(s)" in message
+    assert admin.door.people() == [] and admin.door.store.load() == {}
+
+
+def test_live_enrolment_takes_the_digits_after_the_sentence(admin, folder):
+    takes = {d: [read_wav(p) for p in paths] for d, paths in _digit_takes().items()}
+    stop, prompts = threading.Event(), []
+
+    def on_progress(event):
+        prompts.append(event["prompt"])
+        if len(prompts) == 1:
+            _replay_into(admin, "s1_bbaf2n", stop)
+        elif event["prompt"].startswith("["):  # '[3/20] say "seven" (7) once, now'
+            stop.set()  # the sentence's replay is over: the door's microphone now hears one digit
+            digit = event["prompt"].split("(")[1][0]
+            spoken = np.concatenate([np.zeros(4800, np.float32), takes[digit].pop(), np.zeros(24000, np.float32)])
+            deadline = time.monotonic() + 5
+            while not admin._audio_tap._queues and time.monotonic() < deadline:
+                time.sleep(0.01)  # the prompt can arrive before the door starts listening
+            for i in range(0, spoken.size, 480):  # faster than real time: the recording counts samples
+                admin._audio_tap.publish(Item(spoken[i:i + 480], time.monotonic()))
+
+    try:
+        with serve(admin, folder) as server:
+            result = ControlClient(server.path).enrol_live("fred", 1, on_progress=on_progress, live_digits=True)
+    finally:
+        stop.set()
+    assert result == {"name": "fred", "face_samples": 1, "voice_samples": 1, "digit_recordings": 20}
+    asked = [p for p in prompts if p.startswith("[")]
+    assert len(asked) == 20 and sorted(p.split("(")[1][0] for p in asked) == sorted("0123456789" * 2)
+    assert DigitTemplates.from_arrays(admin.door.people()[0].digits).complete()
+    assert admin.status()["suspended"] is False
 
 
 def test_client_leaving_cancels_live_enrolment_and_writes_nothing(admin, folder, tmp_path):
@@ -344,9 +409,9 @@ def test_cli_commands_go_through_the_running_daemon(admin, folder, tmp_path, cap
     with serve(admin, folder):
         assert main(["enroll", "alice", "--face", *map(str, faces), "--voice", str(voices[0]),
                      "--config", str(config)]) == 0
-        assert "enrolled alice: 2 face sample(s), 1 voice sample(s)" in capsys.readouterr().out
+        assert "enrolled alice: 2 face sample(s), 1 voice sample(s), 0 digit recording(s)" in capsys.readouterr().out
         assert main(["list", "--config", str(config)]) == 0
-        assert capsys.readouterr().out == "alice\tface samples: 2\tvoice samples: 1\n"
+        assert capsys.readouterr().out == "alice\tface samples: 2\tvoice samples: 1\tdigit recordings: 0\n"
         assert main(["status", "--config", str(config)]) == 0
         out = capsys.readouterr().out
         assert "avid is running: door locked" in out and "enrolled: 1" in out and "not locked out" in out
@@ -355,6 +420,17 @@ def test_cli_commands_go_through_the_running_daemon(admin, folder, tmp_path, cap
         assert capsys.readouterr().out.endswith("consecutive failures: 0; not locked out\n")
         assert main(["delete", "bob", "--config", str(config)]) == 1
         assert main(["delete", "alice", "--config", str(config)]) == 0
+        assert main(["enroll", "bob", "--face", str(faces[0]), "--voice", str(voices[0]), "--live-digits",
+                     "--config", str(config)]) == 1
+        assert "--live-digits goes with --live" in capsys.readouterr().err
+        folder_of_digits = tmp_path / "digits"
+        folder_of_digits.mkdir()
+        for d, paths in _digit_takes(takes=1).items():
+            (folder_of_digits / f"{d}_first.wav").write_bytes(paths[0].read_bytes())
+        assert main(["enroll", "bob", "--face", str(faces[0]), "--voice", str(voices[0]), "--digits",
+                     str(folder_of_digits), "--config", str(config)]) == 0
+        assert "enrolled bob: 1 face sample(s), 1 voice sample(s), 10 digit recording(s)" in capsys.readouterr().out
+        assert main(["delete", "bob", "--config", str(config)]) == 0
         big = tmp_path / "big.wav"
         big.write_bytes(b"\0" * (protocol.MAX_FILE_BYTES + 1))
         assert main(["enroll", "bob", "--face", str(faces[0]), "--voice", str(big), "--config", str(config)]) == 1

@@ -42,6 +42,52 @@ def spoken_part(samples: np.ndarray) -> np.ndarray | None:
     return piece if MIN_DIGIT_S <= seconds <= MAX_DIGIT_S else None
 
 
+def digit_files(paths: list[Path]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The digit recordings named on a command line (files, or folders of ``*.wav``):
+    ``([(digit, path), ...], problems)``; a file must be named after its digit (``3_1.wav``)."""
+    found, problems = [], []
+    for path in paths:
+        path = Path(path)
+        files = sorted(path.glob("*.wav")) if path.is_dir() else [path]
+        if not files:
+            problems.append(f"{path}: no .wav files")
+        for file in files:
+            match = DIGIT_FILE.match(file.name)
+            if match:
+                found.append((match.group(1), file))
+            else:
+                problems.append(f"{file}: the name must start with the digit spoken (e.g. 7_1.wav)")
+    return found, problems
+
+
+def digits_from_recordings(recordings: list[tuple[str, str, Callable[[], np.ndarray]]],
+                           min_takes: int = 1, problems: list[str] | None = None) -> DigitTemplates:
+    """Digit templates from ``(digit, label, read)`` recordings, ``read()`` giving the 16 kHz
+    samples (it may raise). Raises :class:`~daemon.errors.EnrolmentError` naming every unusable
+    recording (by its label), every digit with fewer than ``min_takes`` usable ones, and any
+    ``problems`` found before."""
+    problems = list(problems or [])
+    usable = []
+    for digit, label, read in recordings:
+        try:
+            piece = spoken_part(read())
+        except Exception as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        if piece is None:
+            problems.append(f"{label}: no single spoken digit found ({MIN_DIGIT_S:g}-{MAX_DIGIT_S:g} s "
+                            "of speech)")
+            continue
+        usable.append((digit, piece))
+    counts = {d: sum(1 for digit, _ in usable if digit == d) for d in DIGITS}
+    short = [d for d in DIGITS if counts[d] < min_takes]
+    if short:
+        problems.append(f"digit(s) {', '.join(short)}: fewer than {min_takes} usable recording(s)")
+    if problems:
+        raise EnrolmentError("digit enrolment refused:\n  " + "\n  ".join(problems))
+    return DigitTemplates.from_recordings(usable)
+
+
 def digits_from_files(paths: list[Path], min_takes: int = 1) -> DigitTemplates:
     """Digit templates from WAV files (or folders of them) named after their digit (``3_1.wav``).
 
@@ -49,36 +95,9 @@ def digits_from_files(paths: list[Path], min_takes: int = 1) -> DigitTemplates:
     fewer than ``min_takes`` usable recordings.
     """
     from daemon.capture.audio import read_wav
-    files, problems = [], []
-    for path in paths:
-        path = Path(path)
-        found = sorted(path.glob("*.wav")) if path.is_dir() else [path]
-        if not found:
-            problems.append(f"{path}: no .wav files")
-        files += found
-    recordings = []
-    for path in files:
-        match = DIGIT_FILE.match(path.name)
-        if not match:
-            problems.append(f"{path}: the name must start with the digit spoken (e.g. 7_1.wav)")
-            continue
-        try:
-            piece = spoken_part(read_wav(path))
-        except Exception as exc:
-            problems.append(f"{path}: {exc}")
-            continue
-        if piece is None:
-            problems.append(f"{path}: no single spoken digit found ({MIN_DIGIT_S:g}-{MAX_DIGIT_S:g} s "
-                            "of speech)")
-            continue
-        recordings.append((match.group(1), piece))
-    counts = {d: sum(1 for digit, _ in recordings if digit == d) for d in DIGITS}
-    short = [d for d in DIGITS if counts[d] < min_takes]
-    if short:
-        problems.append(f"digit(s) {', '.join(short)}: fewer than {min_takes} usable recording(s)")
-    if problems:
-        raise EnrolmentError("digit enrolment refused:\n  " + "\n  ".join(problems))
-    return DigitTemplates.from_recordings(recordings)
+    found, problems = digit_files(paths)
+    return digits_from_recordings([(digit, str(path), lambda path=path: read_wav(path)) for digit, path in found],
+                                  min_takes, problems)
 
 
 def digits_live(record: Callable[[float], np.ndarray], show: Callable[[str], None] = print,

@@ -23,21 +23,27 @@ class DoorAdmin(Protocol):
         ``last_decisions`` (a list of dicts with the decision log line's fields)."""
 
     def list_people(self) -> list[dict]:
-        """``[{"name": ..., "face_samples": n, "voice_samples": n}, ...]`` sorted by name."""
+        """``[{"name": ..., "face_samples": n, "voice_samples": n, "digit_recordings": n}, ...]``
+        sorted by name."""
 
     def delete_person(self, name: str) -> bool:
         """Crypto-shred a person's record and key; False if nobody has that name."""
 
-    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool) -> dict:
+    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool,
+                    digits: dict[str, list[bytes]] | None = None) -> dict:
         """Enrol from image and WAV bytes (the client read them); effective for the next attempt.
+        ``digits`` maps each digit "0"-"9" to WAV bytes of it spoken (the challenge's material);
+        given, every digit needs one usable recording.
 
-        :returns: ``{"name": ..., "face_samples": n, "voice_samples": n}``
+        :returns: ``{"name": ..., "face_samples": n, "voice_samples": n, "digit_recordings": n}``
         :raises EnrolmentError: with a plain message naming every unusable sample
         """
 
     def enrol_live(self, name: str, samples: int, replace: bool,
-                   progress: Callable[[dict], None], cancelled: threading.Event) -> dict:
-        """Guided enrolment at the door with the door's own camera and microphone.
+                   progress: Callable[[dict], None], cancelled: threading.Event,
+                   live_digits: bool = False) -> dict:
+        """Guided enrolment at the door with the door's own camera and microphone; with
+        ``live_digits`` the digits 0-9 too, twice each, after the sentences.
 
         Door decisions are suspended (the door stays locked and ``status()["suspended"]`` says
         so) until this returns or raises. ``progress({"prompt": ..., "step": i, "of": n})`` is

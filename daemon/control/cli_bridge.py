@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 from daemon.control.client import ControlClient, connect_if_running
-from daemon.control.protocol import MAX_FILE_BYTES, MAX_FILES, MAX_PAYLOAD_BYTES
+from daemon.control.protocol import (
+    MAX_DIGIT_FILE_BYTES, MAX_DIGIT_TAKES, MAX_FILE_BYTES, MAX_FILES, MAX_PAYLOAD_BYTES,
+)
 from daemon.errors import EnrolmentError
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, sort_keys=True))
 
 
-def status(args, client: ControlClient) -> int:
+def status(args, client: ControlClient, config=None) -> int:
     """``avid status [--json]``: the running door's state."""
     state = client.status()
     if getattr(args, "json", False):
@@ -50,19 +52,20 @@ def status(args, client: ControlClient) -> int:
     return 0
 
 
-def read_enrolment_files(paths: list[Path], kind: str) -> list[bytes]:
+def read_enrolment_files(paths: list[Path], kind: str, max_files: int = MAX_FILES,
+                         max_bytes: int = MAX_FILE_BYTES) -> list[bytes]:
     """Read the files named on the command line, within the protocol's size limits.
 
     :raises EnrolmentError: naming every file that is missing, unreadable or too large
     """
-    if len(paths) > MAX_FILES:
-        raise EnrolmentError(f"at most {MAX_FILES} {kind} files per enrolment")
+    if len(paths) > max_files:
+        raise EnrolmentError(f"at most {max_files} {kind} files per enrolment")
     contents, problems = [], []
     for path in paths:
         try:
             size = Path(path).stat().st_size
-            if size > MAX_FILE_BYTES:
-                problems.append(f"{path}: {size} bytes, over the limit of {MAX_FILE_BYTES}")
+            if size > max_bytes:
+                problems.append(f"{path}: {size} bytes, over the limit of {max_bytes}")
                 continue
             contents.append(Path(path).read_bytes())
         except OSError as exc:
@@ -72,32 +75,68 @@ def read_enrolment_files(paths: list[Path], kind: str) -> list[bytes]:
     return contents
 
 
-def enroll(args, client: ControlClient) -> int:
-    """``avid enroll NAME (--face IMG... --voice WAV... | --live [--samples N]) [--replace]``."""
-    if getattr(args, "digits", None) or getattr(args, "live_digits", False):
-        # Protocol v1 carries no digit recordings: refuse rather than enrol a person who then
-        # cannot answer the challenge.
-        raise EnrolmentError("the running door cannot take digit recordings yet (protocol v1): "
-                             "stop the service ('sudo systemctl stop avid'), enrol with --digits or "
-                             "--live-digits, then start it again")
+def read_digit_files(paths: list[Path]) -> dict[str, list[bytes]]:
+    """The ``--digits`` recordings (files, or folders of ``*.wav`` named after their digit), read
+    and grouped by digit within the protocol's limits.
+
+    :raises EnrolmentError: naming every misnamed, unreadable or oversized file and any digit with
+        more recordings than the door takes
+    """
+    from daemon.challenge.enrol import digit_files
+
+    found, problems = digit_files(paths)
+    by_digit: dict[str, list[Path]] = {}
+    for digit, path in found:
+        by_digit.setdefault(digit, []).append(path)
+    digits = {}
+    for digit, files in sorted(by_digit.items()):
+        try:
+            digits[digit] = read_enrolment_files(files, f"digit {digit}", MAX_DIGIT_TAKES, MAX_DIGIT_FILE_BYTES)
+        except EnrolmentError as exc:
+            problems += str(exc).split("\n  ")[1:] or [str(exc)]
+    if problems:
+        raise EnrolmentError("digit enrolment refused:\n  " + "\n  ".join(problems))
+    return digits
+
+
+def enroll(args, client: ControlClient, config=None) -> int:
+    """``avid enroll NAME (--face IMG... --voice WAV... | --live [--samples N]) [--digits WAV/DIR...
+    | --live-digits] [--replace]``, through the running door."""
+    from daemon.service.enrolment import voice_enrolment_advice
+
+    live_digits = bool(getattr(args, "live_digits", False))
+    if live_digits and not args.live:
+        # The running door holds the microphone: its live capture is one guided session.
+        raise EnrolmentError("with the door running, --live-digits goes with --live (the door asks for "
+                             "the digits after the sentences); or give recordings with --digits")
     if args.live:
         def show(event: dict) -> None:
             step = f"[{event['step']}/{event['of']}] " if "step" in event and "of" in event else ""
             print(f"{step}{event.get('prompt', '')}", flush=True)
 
-        result = client.enrol_live(args.name, args.samples, args.replace, on_progress=show)
+        result = client.enrol_live(args.name, args.samples, args.replace, on_progress=show,
+                                   live_digits=live_digits)
     else:
         faces = read_enrolment_files(args.face, "face")
         voices = read_enrolment_files(args.voice, "voice")
-        if sum(map(len, faces + voices)) > MAX_PAYLOAD_BYTES:
+        digits = read_digit_files(args.digits) if getattr(args, "digits", None) else {}
+        total = sum(map(len, faces + voices)) + sum(len(d) for takes in digits.values() for d in takes)
+        if total > MAX_PAYLOAD_BYTES:
             raise EnrolmentError(f"enrolment files over {MAX_PAYLOAD_BYTES} bytes in all")
-        result = client.enrol_files(args.name, faces, voices, args.replace)
+        result = client.enrol_files(args.name, faces, voices, args.replace, digits=digits)
+    recordings = int(result.get("digit_recordings", 0))
     print(f"enrolled {result['name']}: {result['face_samples']} face sample(s), "
-          f"{result['voice_samples']} voice sample(s)")
+          f"{result['voice_samples']} voice sample(s), {recordings} digit recording(s)")
+    advice = voice_enrolment_advice(int(result["voice_samples"]))
+    if advice:
+        print(advice)
+    if not recordings and config is not None and config.prompt.backend != "none":
+        print("warning: no digit recordings (--digits or --live-digits): this person cannot answer "
+              "the challenge and will be refused", file=sys.stderr)
     return 0
 
 
-def delete(args, client: ControlClient) -> int:
+def delete(args, client: ControlClient, config=None) -> int:
     """``avid delete NAME``."""
     if not client.delete(args.name):
         print(f"{args.name} is not enrolled", file=sys.stderr)
@@ -106,17 +145,18 @@ def delete(args, client: ControlClient) -> int:
     return 0
 
 
-def list_people(args, client: ControlClient) -> int:
+def list_people(args, client: ControlClient, config=None) -> int:
     """``avid list``."""
     people = client.list_people()
     for person in people:
-        print(f"{person['name']}\tface samples: {person['face_samples']}\tvoice samples: {person['voice_samples']}")
+        print(f"{person['name']}\tface samples: {person['face_samples']}\tvoice samples: {person['voice_samples']}"
+              f"\tdigit recordings: {person.get('digit_recordings', 0)}")
     if not people:
         print("nobody is enrolled")
     return 0
 
 
-def lockout(args, client: ControlClient) -> int:
+def lockout(args, client: ControlClient, config=None) -> int:
     """``avid lockout [--clear]``."""
     if args.clear:
         client.clear_lockout()
@@ -145,4 +185,4 @@ def via_daemon(config, args) -> int | None:
         return None
     with client:
         log.debug("talking to the running daemon on %s", config.control.socket_path)
-        return COMMANDS[args.command](args, client)
+        return COMMANDS[args.command](args, client, config)

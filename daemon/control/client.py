@@ -57,18 +57,22 @@ class ControlClient:
         """Delete a person; False if nobody has that name."""
         return self.request("delete", name=name)["deleted"]
 
-    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool = False) -> dict:
-        """Enrol from the contents of image and WAV files (read by the caller)."""
-        return self.request("enrol_files", name=name, faces=list(faces), voices=list(voices), replace=replace)
+    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool = False,
+                    digits: dict[str, list[bytes]] | None = None) -> dict:
+        """Enrol from the contents of image and WAV files (read by the caller); ``digits`` maps
+        each digit "0"-"9" to the WAV contents of its recordings (the challenge's material)."""
+        return self.request("enrol_files", name=name, faces=list(faces), voices=list(voices), replace=replace,
+                            digits=digits or None)
 
     def enrol_live(self, name: str, samples: int = 1, replace: bool = False,
-                   on_progress: Callable[[dict], None] | None = None) -> dict:
-        """Enrol at the door; ``on_progress`` receives each progress event as it arrives.
+                   on_progress: Callable[[dict], None] | None = None, live_digits: bool = False) -> dict:
+        """Enrol at the door; ``on_progress`` receives each progress event as it arrives;
+        ``live_digits`` also captures the digits 0-9 (twice each) after the sentences.
 
         Closing the connection (this process exiting or being killed) cancels the enrolment.
         """
         return self.request("enrol_live", on_progress=on_progress, name=name, samples=samples,
-                            replace=replace)
+                            replace=replace, live_digits=live_digits or None)
 
     def lockout(self) -> dict:
         """``{"locked_out", "remaining_seconds", "consecutive_failures"}``."""

@@ -39,6 +39,10 @@ MAX_FILES = 5
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 MAX_LIVE_SAMPLES = 10
 MAX_ID_CHARS = 64
+#: Most recordings of one digit (the challenge's material: two takes recommended), and the largest
+#: one (a spoken digit lasts at most 1.5 s; a few seconds of 16-bit audio with room to spare).
+MAX_DIGIT_TAKES = 3
+MAX_DIGIT_FILE_BYTES = 512 * 1024
 
 ERROR_CODES = (
     "bad_request",          # not JSON, not an object, unknown op or field, wrong type or range
@@ -56,7 +60,7 @@ ERROR_CODES = (
 
 @dataclass(frozen=True)
 class _Field:
-    kind: str            # "name", "bool", "samples", "files"
+    kind: str            # "name", "bool", "samples", "files", "digit_files"
     required: bool = True
 
 
@@ -66,8 +70,10 @@ OPS: dict[str, dict[str, _Field]] = {
     "list": {},
     "delete": {"name": _Field("name")},
     "enrol_files": {"name": _Field("name"), "faces": _Field("files"), "voices": _Field("files"),
+                    "digits": _Field("digit_files", required=False),
                     "replace": _Field("bool", required=False)},
     "enrol_live": {"name": _Field("name"), "samples": _Field("samples", required=False),
+                   "live_digits": _Field("bool", required=False),
                    "replace": _Field("bool", required=False)},
     "lockout": {},
     "clear_lockout": {},
@@ -75,7 +81,7 @@ OPS: dict[str, dict[str, _Field]] = {
 #: Operations that change the door (logged at info with their outcome; reads at debug).
 MUTATING_OPS = frozenset({"delete", "enrol_files", "enrol_live", "clear_lockout"})
 _ENVELOPE = ("v", "id", "op")
-_DEFAULTS = {"replace": False, "samples": 1}
+_DEFAULTS = {"replace": False, "samples": 1, "live_digits": False, "digits": None}
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -225,42 +231,65 @@ def _validate(message: Any) -> Request:
         elif spec.kind == "files":
             value = _decode_files(name, value)
             total += sum(len(v) for v in value)
-            if total > MAX_PAYLOAD_BYTES:
-                raise ProtocolError(f"enrolment files over {MAX_PAYLOAD_BYTES} bytes in all", "too_large")
+        elif spec.kind == "digit_files":
+            value = _decode_digit_files(name, value)
+            total += sum(len(v) for files in value.values() for v in files)
+        if total > MAX_PAYLOAD_BYTES:
+            raise ProtocolError(f"enrolment files over {MAX_PAYLOAD_BYTES} bytes in all", "too_large")
         args[name] = value
     return Request(message["id"], op, args)
 
 
-def _decode_files(name: str, value: Any) -> list[bytes]:
+def _decode_files(name: str, value: Any, max_files: int = MAX_FILES,
+                  max_bytes: int = MAX_FILE_BYTES) -> list[bytes]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ProtocolError(f'"{name}" must be a list of base64 strings')
-    if len(value) > MAX_FILES:
-        raise ProtocolError(f'"{name}": at most {MAX_FILES} files', "too_large")
+    if len(value) > max_files:
+        raise ProtocolError(f'"{name}": at most {max_files} files', "too_large")
     files = []
     for index, text in enumerate(value, 1):
         # base64 is 4/3 of the bytes: refuse an oversized file before decoding it.
-        if len(text) > (MAX_FILE_BYTES + 2) // 3 * 4:
-            raise ProtocolError(f'"{name}" file {index} is over {MAX_FILE_BYTES} bytes', "too_large")
+        if len(text) > (max_bytes + 2) // 3 * 4:
+            raise ProtocolError(f'"{name}" file {index} is over {max_bytes} bytes', "too_large")
         try:
             data = base64.b64decode(text.encode("ascii"), validate=True)
         except (UnicodeEncodeError, binascii.Error, ValueError):
             raise ProtocolError(f'"{name}" file {index} is not valid base64') from None
         if not data:
             raise ProtocolError(f'"{name}" file {index} is empty')
-        if len(data) > MAX_FILE_BYTES:
-            raise ProtocolError(f'"{name}" file {index} is over {MAX_FILE_BYTES} bytes', "too_large")
+        if len(data) > max_bytes:
+            raise ProtocolError(f'"{name}" file {index} is over {max_bytes} bytes', "too_large")
         files.append(data)
     return files
 
 
+def _decode_digit_files(name: str, value: Any) -> dict[str, list[bytes]]:
+    """``{"0": [base64 WAV, ...], ..., "9": [...]}``: the recordings of each digit."""
+    if not isinstance(value, dict) or not value:
+        raise ProtocolError(f'"{name}" must be an object from digits "0"-"9" to lists of base64 WAV files')
+    bad = sorted(str(k)[:8] for k in value if not (isinstance(k, str) and len(k) == 1 and k.isdigit()
+                                                   and k.isascii()))
+    if bad:
+        raise ProtocolError(f'"{name}": keys must be the digits "0"-"9", not {", ".join(bad)[:100]}')
+    return {digit: _decode_files(f"{name}.{digit}", files, MAX_DIGIT_TAKES, MAX_DIGIT_FILE_BYTES)
+            for digit, files in sorted(value.items())}
+
+
+def _encode_files(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [base64.b64encode(v).decode("ascii") if isinstance(v, (bytes, bytearray)) else v for v in value]
+    if isinstance(value, dict):
+        return {key: _encode_files(files) for key, files in value.items()}
+    return value
+
+
 def encode_request(request_id: int | str, op: str, **fields: Any) -> bytes:
-    """One request line; ``bytes`` values in lists (enrolment files) are base64-encoded."""
+    """One request line; ``bytes`` values in lists, or in lists inside an object (enrolment files,
+    digit recordings), are base64-encoded; fields set to None are left out."""
     message: dict[str, Any] = {"v": VERSION, "id": request_id, "op": op}
     for key, value in fields.items():
-        if isinstance(value, (list, tuple)):
-            value = [base64.b64encode(v).decode("ascii") if isinstance(v, (bytes, bytearray)) else v
-                     for v in value]
-        message[key] = value
+        if value is not None:
+            message[key] = _encode_files(value)
     return encode(message)
 
 

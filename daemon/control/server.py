@@ -389,7 +389,7 @@ class ControlServer:
         elif request.op == "delete":
             result = {"deleted": bool(admin.delete_person(args["name"]))}
         elif request.op == "enrol_files":
-            result = admin.enrol_files(args["name"], args["faces"], args["voices"], args["replace"])
+            result = admin.enrol_files(args["name"], args["faces"], args["voices"], args["replace"], args["digits"])
         elif request.op == "lockout":
             result = admin.lockout()
         elif request.op == "clear_lockout":
@@ -441,7 +441,8 @@ class ControlServer:
         watcher.start()
         args = request.args
         try:
-            return self.admin.enrol_live(args["name"], args["samples"], args["replace"], progress, cancelled)
+            return self.admin.enrol_live(args["name"], args["samples"], args["replace"], progress, cancelled,
+                                         args["live_digits"])
         except ControlError:
             if timed_out.is_set():
                 raise ControlTimeout(f"live enrolment ran longer than {self.live_timeout_s:g} s") from None

@@ -21,7 +21,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from daemon.capture.audio import read_wav
+from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav
+from daemon.challenge.enrol import digits_from_recordings, digits_live
 from daemon.control.protocol import Busy, Cancelled
 from daemon.detect.vad import VadSettings
 from daemon.errors import EnrolmentError, StoreError
@@ -163,18 +164,33 @@ class LoopDoorAdmin:
                 self.door.reload_people()
         return deleted
 
-    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool) -> dict:
+    def enrol_files(self, name: str, faces: list[bytes], voices: list[bytes], replace: bool,
+                    digits: dict[str, list[bytes]] | None = None) -> dict:
         """See :meth:`daemon.control.api.DoorAdmin.enrol_files`."""
         self._check_name(name, replace)
         frames = [(f"face file {i}", cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
                   for i, data in enumerate(faces, 1)]
         recordings = [(f"voice file {i}", _decode_wav(data)) for i, data in enumerate(voices, 1)]
-        face, voice = embed_samples(self._make_pipeline(), frames, recordings,
-                                    self.config.attempt.min_speech_seconds)
-        return self._save(name, list(face), list(voice), replace)
+        problems, templates = [], {}
+        try:
+            face, voice = embed_samples(self._make_pipeline(), frames, recordings,
+                                        self.config.attempt.min_speech_seconds)
+        except EnrolmentError as exc:
+            problems += _reasons(exc)
+        if digits:
+            takes = [(digit, f"digit {digit} file {i}", lambda data=data: read_wav(data))
+                     for digit, files in sorted(digits.items()) for i, data in enumerate(files, 1)]
+            try:
+                templates = digits_from_recordings(takes).to_arrays()
+            except EnrolmentError as exc:
+                problems += _reasons(exc)
+        if problems:  # every unusable sample of both kinds at once
+            raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+        return self._save(name, list(face), list(voice), replace, templates)
 
     def enrol_live(self, name: str, samples: int, replace: bool,
-                   progress: Callable[[dict], None], cancelled: threading.Event) -> dict:
+                   progress: Callable[[dict], None], cancelled: threading.Event,
+                   live_digits: bool = False) -> dict:
         """See :meth:`daemon.control.api.DoorAdmin.enrol_live`."""
         self._check_name(name, replace)
         if not self._live.acquire(blocking=False):
@@ -187,7 +203,11 @@ class LoopDoorAdmin:
                 face, voice = self._live_sample(pipeline, step, samples, progress, cancelled)
                 faces.append(face)
                 voices.append(voice)
-            return self._save(name, faces, voices, replace)
+            templates = {}
+            if live_digits:
+                templates = digits_live(self._recorder(cancelled), lambda text: progress({"prompt": text}),
+                                        pause=lambda seconds: cancelled.wait(seconds)).to_arrays()
+            return self._save(name, faces, voices, replace, templates)
         finally:
             self.door.resume()
             self._live.release()
@@ -208,8 +228,8 @@ class LoopDoorAdmin:
             # Before any capture or embedding: a taken name is known at once.
             raise StoreError(f"{name!r} is already enrolled: use --replace to re-enrol, or delete first")
 
-    def _save(self, name: str, faces: list, voices: list, replace: bool) -> dict:
-        person = Person(name, np.array(faces, np.float32), np.array(voices, np.float32))
+    def _save(self, name: str, faces: list, voices: list, replace: bool, digits: dict | None = None) -> dict:
+        person = Person(name, np.array(faces, np.float32), np.array(voices, np.float32), digits=digits or {})
         with self._writes:
             saved = self.door.store.save(person, replace=replace)
             self.door.reload_people()
@@ -235,6 +255,30 @@ class LoopDoorAdmin:
                 problem = f"no usable speech ({', '.join(voice.problems)})"
             progress({"prompt": f"{problem}; try again", "step": step, "of": of, "outcome": "retry"})
         raise EnrolmentError(f"live enrolment: no usable sample in {LIVE_TRIES} tries: {problem}")
+
+    def _recorder(self, cancelled: threading.Event) -> Callable[[float], np.ndarray]:
+        """``record(seconds)`` from the loop's own microphone (via the tap): that much audio, or
+        what came before a bounded wait ran out; raises :class:`Cancelled` once ``cancelled``."""
+        def record(seconds: float) -> np.ndarray:
+            wanted = int(seconds * SAMPLE_RATE_HZ)
+            audio_q = self._audio_tap.subscribe(4096)
+            blocks, have = [], 0
+            deadline = self._clock() + seconds + self.config.microphone.read_timeout_seconds
+            try:
+                while have < wanted and self._clock() < deadline:
+                    if cancelled.is_set():
+                        raise Cancelled("live enrolment cancelled")
+                    try:
+                        item = audio_q.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    block = np.asarray(item.data, np.float32).reshape(-1)
+                    blocks.append(block)
+                    have += block.size
+            finally:
+                self._audio_tap.unsubscribe(audio_q)
+            return np.concatenate(blocks)[:wanted] if blocks else np.zeros(0, np.float32)
+        return record
 
     def _capture_utterance(self, cancelled: threading.Event) -> tuple[list, np.ndarray]:
         """Frames and audio of the next utterance, from the loop's own sources (via the taps)."""
@@ -298,5 +342,11 @@ def _decode_wav(data: bytes) -> np.ndarray | None:
         return None
 
 
+def _reasons(exc: EnrolmentError) -> list[str]:
+    # the lines after an enrolment error's heading: one unusable sample each
+    return str(exc).split("\n  ")[1:] or [str(exc)]
+
+
 def _summary(person: Person) -> dict:
-    return {"name": person.name, "face_samples": int(len(person.face)), "voice_samples": int(len(person.voice))}
+    return {"name": person.name, "face_samples": int(len(person.face)), "voice_samples": int(len(person.voice)),
+            "digit_recordings": len(person.digits)}
