@@ -165,6 +165,16 @@ def test_live_enrolment_streams_prompts_and_suspends_the_door(admin, folder):
     assert admin.status()["suspended"] is False and [p.name for p in admin.door.people()] == ["carol"]
 
 
+def test_status_says_what_the_door_decides_with(admin, folder):
+    with serve(admin, folder) as server:
+        point = ControlClient(server.path).status()["operating_point"]
+    shipped = json.loads(Path(admin.door.point.source).read_text())
+    assert point["calibration"] == admin.door.point.source
+    assert (point["threshold"], point["margin"]) == (admin.door.policy.threshold, admin.door.policy.margin)
+    assert {k: point[k] for k in ("target_fmr", "expected_fnmr", "fnmr_ci", "created")} == \
+           {k: shipped[k] for k in ("target_fmr", "expected_fnmr", "fnmr_ci", "created")}
+
+
 def _digit_takes(speaker: str = "george", takes: int = 2) -> dict[str, list[Path]]:
     return {d: [FSDD / speaker / f"{d}_{i}.wav" for i in range(takes)] for d in "0123456789"}
 

@@ -19,8 +19,10 @@ class DoorAdmin(Protocol):
 
     def status(self) -> dict:
         """A JSON-safe snapshot: ``lock`` ("locked"/"unlocked"), ``door``, ``alarms``, ``lockout``,
-        ``enrolled`` (a count), ``models`` (fingerprint), ``devices``, ``suspended`` and
-        ``last_decisions`` (a list of dicts with the decision log line's fields)."""
+        ``enrolled`` (a count), ``models`` (fingerprint), ``devices``, ``suspended``,
+        ``last_decisions`` (a list of dicts with the decision log line's fields) and
+        ``operating_point`` (``threshold``, ``margin``, ``min_modality_llr``, ``calibration`` (the
+        file) and the file's ``target_fmr``, ``expected_fnmr``, ``fnmr_ci``, ``created``)."""
 
     def list_people(self) -> list[dict]:
         """``[{"name": ..., "face_samples": n, "voice_samples": n, "digit_recordings": n}, ...]``

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +147,8 @@ def read_calibration_file(path: Path) -> CalibrationFile:
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    """The calibrations, threshold and margin a door decides with, and where they came from."""
+    """The calibrations, threshold and margin a door decides with, and where they came from
+    (``source``: the file; ``report``: what the fit expected, see :data:`REPORT_KEYS`)."""
 
     face: Calibration
     voice: Calibration
@@ -155,6 +156,11 @@ class OperatingPoint:
     margin: float
     liveness_threshold: float | None
     source: str
+    report: dict = field(default_factory=dict)
+
+
+#: A calibration file's report keys an operator is shown beside the operating point in use.
+REPORT_KEYS = ("target_fmr", "expected_fnmr", "fnmr_ci", "created")
 
 
 def load_operating_point(config, models_fingerprint: str, default_path: Path) -> OperatingPoint:
@@ -171,4 +177,4 @@ def load_operating_point(config, models_fingerprint: str, default_path: Path) ->
         decision.margin if decision.margin is not None else data.margin,
         config.liveness.min_sync_correlation if config.liveness.min_sync_correlation is not None
         else data.liveness_threshold,
-        str(path))
+        str(path), {key: value for key, value in data.model_dump().items() if key in REPORT_KEYS})

@@ -32,6 +32,8 @@ def _default_models_dir() -> Path:
 MANIFEST_NAME = "manifest.json"
 #: The bundled models, used unless the config names another folder.
 DEFAULT_MODELS_DIR = _default_models_dir()
+#: The calibration shipped with the models: a door uses it until an installer runs ``avid calibrate``.
+SHIPPED_CALIBRATION = DEFAULT_MODELS_DIR / "calibration_default.json"
 
 
 def _interpreter_class():

@@ -110,6 +110,11 @@ class LoopDoorAdmin:
         self._decisions: collections.deque = collections.deque(maxlen=history)
         self._frames_tap, self._audio_tap = _Tap(), _Tap()
         self.loop = None
+        # What the door decides with, for operators (the web page cannot read the state folder).
+        point, policy = door.point, door.policy
+        self._operating_point = {"threshold": policy.threshold, "margin": policy.margin,
+                                 "min_modality_llr": policy.min_modality_llr, "calibration": point.source,
+                                 **point.report}
 
     def tap(self, open_frames, open_audio):
         """Source factories whose items are also offered to a live enrolment (pass them to the loop)."""
@@ -150,7 +155,8 @@ class LoopDoorAdmin:
         return {"lock": "unlocked" if self._lock.is_unlocked else "locked", "door": door, "alarms": alarms,
                 "lockout": self.lockout(), "enrolled": len(self._people), "models": self._models,
                 "devices": devices, "suspended": self.door.suspended_for is not None,
-                "enrolling": self.door.suspended_for, "last_decisions": list(self._decisions)}
+                "enrolling": self.door.suspended_for, "last_decisions": list(self._decisions),
+                "operating_point": self._operating_point}
 
     def list_people(self) -> list[dict]:
         """See :meth:`daemon.control.api.DoorAdmin.list_people`."""

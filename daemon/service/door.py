@@ -26,7 +26,7 @@ from daemon.decide.lockout import Lockout, LockoutPolicy
 from daemon.fuse.calibration import OperatingPoint, load_operating_point
 from daemon.fuse.fusion import FusionParams
 from daemon.inference.selftest import run_selftest
-from daemon.inference.tflite import DEFAULT_MODELS_DIR, release_model_pages
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, SHIPPED_CALIBRATION, release_model_pages
 from daemon.liveness.check import LivenessCheck, make_liveness_check
 from daemon.pipeline import Pipeline
 from daemon.state import store as state_store
@@ -35,7 +35,7 @@ from daemon.state.templates import Person, TemplateStore
 log = logging.getLogger(__name__)
 
 #: Calibration shipped with the models, used until an installer runs ``avid calibrate``.
-DEFAULT_CALIBRATION = DEFAULT_MODELS_DIR / "calibration_default.json"
+DEFAULT_CALIBRATION = SHIPPED_CALIBRATION
 
 
 def make_policy(config: Config, point: OperatingPoint) -> Policy:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from daemon.config import Config, is_loopback
 from daemon.control.protocol import MAX_FILE_BYTES, MAX_FILES, MAX_PAYLOAD_BYTES, ControlError
+from daemon.inference.tflite import SHIPPED_CALIBRATION
 from daemon.web.auth import LoginBackoff, Sessions, read_passwords, verify_password
 from daemon.web.doorlink import DoorLink, LiveEnrolment
 
@@ -210,7 +211,13 @@ class WebApp:
                                  headers={"X-Accel-Buffering": "no"})
 
     async def api_calibration(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(calibration_summary, self.config))
+        def summary():
+            try:
+                door_status = self.door.client().status()
+            except (ControlError, OSError):
+                door_status = None  # the door is not running: the files are all there is
+            return calibration_summary(self.config, door_status)
+        return JSONResponse(await run_in_threadpool(summary))
 
     async def api_det(self, request: Request) -> Response:
         report = self.config.web.report_dir
@@ -356,22 +363,40 @@ class _Guard:
         return None
 
 
-def calibration_summary(config: Config) -> dict:
-    """The operating point in use and, when configured, the evaluation report's headline figures."""
+_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "created")
+
+
+def calibration_summary(config: Config, door_status: dict | None = None) -> dict:
+    """The operating point in use and, when configured, the evaluation report's headline figures.
+
+    The running door says what it decides with (``door_status``, from the control socket): the
+    installer's calibration lives in the state folder, which the web service may not read. Without
+    a running door the files are read: the installer's, else the one shipped with the models."""
     decision = config.decision
     out = {"config": {"threshold": decision.threshold, "margin": decision.margin,
                       "face_weight": decision.face_weight, "voice_weight": decision.voice_weight,
                       "min_modality_llr": decision.min_modality_llr,
                       "missing_modality": decision.missing_modality},
            "calibration_file": str(config.calibration_path), "calibration": None, "report": None}
-    try:
-        data = json.loads(config.calibration_path.read_text(encoding="utf-8"))
-        out["calibration"] = {k: data.get(k) for k in ("threshold", "margin", "target_fmr", "expected_fnmr",
-                                                        "created")}
-    except FileNotFoundError:
-        out["calibration_note"] = "no calibration file: the built-in defaults are in use"
-    except (OSError, ValueError) as exc:
-        out["calibration_note"] = f"not readable by the web service ({exc.__class__.__name__})"
+    point = (door_status or {}).get("operating_point")
+    if isinstance(point, dict):
+        out["calibration"] = {k: point.get(k) for k in _CALIBRATION_KEYS}
+        out["calibration_file"] = point.get("calibration")
+        out["calibration_note"] = "in use by the running door"
+    else:
+        path = config.calibration_path
+        try:
+            if not path.exists():
+                path = SHIPPED_CALIBRATION
+            data = json.loads(path.read_text(encoding="utf-8"))
+            out["calibration"] = {k: data.get(k) for k in _CALIBRATION_KEYS}
+            out["calibration_file"] = str(path)
+            out["calibration_note"] = ("the door is not running; the calibration shipped with the models "
+                                       "(no 'avid calibrate' yet)" if path == SHIPPED_CALIBRATION else
+                                       "the door is not running; its calibration file")
+        except (OSError, ValueError, AttributeError) as exc:
+            out["calibration_note"] = (f"the door is not running and {path} is not readable by the web "
+                                       f"service ({exc.__class__.__name__})")
     report = config.web.report_dir
     if report is not None:
         try:

@@ -1,0 +1,49 @@
+"""The web page's calibration summary: what the running door says it decides with, else the files
+(the installer's calibration, else the one shipped with the models), and a plain note when neither
+can be read (the web service may not read the state folder)."""
+
+from __future__ import annotations
+
+import json
+
+from daemon.config import Config
+from daemon.inference.tflite import SHIPPED_CALIBRATION
+from daemon.web.app import calibration_summary
+
+
+def config_in(tmp_path) -> Config:
+    return Config.model_validate({"state": {"directory": str(tmp_path / "state")}})
+
+
+def test_the_running_doors_operating_point_comes_first(tmp_path):
+    config = config_in(tmp_path)
+    point = {"threshold": 4.5, "margin": 4.6, "min_modality_llr": 0.0, "calibration": "/var/lib/avid/calibration.json",
+             "target_fmr": 1e-4, "expected_fnmr": 0.03, "fnmr_ci": [0.02, 0.05], "created": "2026-12-03T10:00:00+00:00"}
+    summary = calibration_summary(config, {"lock": "locked", "operating_point": point})
+    assert summary["calibration"] == {"threshold": 4.5, "margin": 4.6, "target_fmr": 1e-4, "expected_fnmr": 0.03,
+                                      "created": "2026-12-03T10:00:00+00:00"}
+    assert summary["calibration_file"] == "/var/lib/avid/calibration.json"
+    assert summary["calibration_note"] == "in use by the running door"
+
+
+def test_without_a_door_the_installers_file_then_the_shipped_one_is_read(tmp_path):
+    config = config_in(tmp_path)
+    summary = calibration_summary(config, None)  # no installer calibration: the shipped one
+    shipped = json.loads(SHIPPED_CALIBRATION.read_text())
+    assert summary["calibration_file"] == str(SHIPPED_CALIBRATION)
+    assert summary["calibration"]["threshold"] == shipped["threshold"]
+    assert "shipped with the models" in summary["calibration_note"]
+    config.calibration_path.parent.mkdir(parents=True)
+    config.calibration_path.write_text(json.dumps({**shipped, "threshold": 5.25}))
+    summary = calibration_summary(config, {"lock": "locked"})  # a door from before operating_point
+    assert summary["calibration_file"] == str(config.calibration_path)
+    assert summary["calibration"]["threshold"] == 5.25
+
+
+def test_an_unreadable_calibration_is_said_plainly(tmp_path):
+    config = config_in(tmp_path)
+    config.calibration_path.mkdir(parents=True)  # a folder where the file should be: unreadable
+    summary = calibration_summary(config, None)
+    assert summary["calibration"] is None
+    assert summary["calibration_note"].startswith(f"the door is not running and {config.calibration_path} "
+                                                  "is not readable by the web service")
