@@ -42,7 +42,19 @@ class StoreError(AvidError, OSError):
 
 
 class EnrolmentError(AvidError, ValueError):
-    """An enrolment sample is unusable (no face, no speech, too short...)."""
+    """An enrolment sample is unusable (no face, no speech, too short...).
+
+    ``problems`` holds one line per unusable sample, so that the checks of several kinds of sample
+    can be merged into one error that names them all (:meth:`refused`)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+    @classmethod
+    def refused(cls, problems: list[str], what: str = "enrolment") -> "EnrolmentError":
+        """The error naming every problem: ``<what> refused:`` then one indented line each."""
+        return cls(f"{what} refused:\n  " + "\n  ".join(problems), problems)
 
 
 class UnsafePermissions(StoreError, PermissionError):

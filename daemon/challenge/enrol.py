@@ -84,7 +84,7 @@ def digits_from_recordings(recordings: list[tuple[str, str, Callable[[], np.ndar
     if short:
         problems.append(f"digit(s) {', '.join(short)}: fewer than {min_takes} usable recording(s)")
     if problems:
-        raise EnrolmentError("digit enrolment refused:\n  " + "\n  ".join(problems))
+        raise EnrolmentError.refused(problems, "digit enrolment")
     return DigitTemplates.from_recordings(usable)
 
 

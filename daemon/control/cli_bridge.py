@@ -71,7 +71,7 @@ def read_enrolment_files(paths: list[Path], kind: str, max_files: int = MAX_FILE
         except OSError as exc:
             problems.append(f"{path}: {exc.strerror or exc}")
     if problems:
-        raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+        raise EnrolmentError.refused(problems)
     return contents
 
 
@@ -93,9 +93,9 @@ def read_digit_files(paths: list[Path]) -> dict[str, list[bytes]]:
         try:
             digits[digit] = read_enrolment_files(files, f"digit {digit}", MAX_DIGIT_TAKES, MAX_DIGIT_FILE_BYTES)
         except EnrolmentError as exc:
-            problems += str(exc).split("\n  ")[1:] or [str(exc)]
+            problems += exc.problems
     if problems:
-        raise EnrolmentError("digit enrolment refused:\n  " + "\n  ".join(problems))
+        raise EnrolmentError.refused(problems, "digit enrolment")
     return digits
 
 

@@ -182,16 +182,16 @@ class LoopDoorAdmin:
             face, voice = embed_samples(self._make_pipeline(), frames, recordings,
                                         self.config.attempt.min_speech_seconds)
         except EnrolmentError as exc:
-            problems += _reasons(exc)
+            problems += exc.problems
         if digits:
             takes = [(digit, f"digit {digit} file {i}", lambda data=data: read_wav(data))
                      for digit, files in sorted(digits.items()) for i, data in enumerate(files, 1)]
             try:
                 templates = digits_from_recordings(takes).to_arrays()
             except EnrolmentError as exc:
-                problems += _reasons(exc)
+                problems += exc.problems
         if problems:  # every unusable sample of both kinds at once
-            raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+            raise EnrolmentError.refused(problems)
         return self._save(name, list(face), list(voice), replace, templates)
 
     def enrol_live(self, name: str, samples: int, replace: bool,
@@ -346,11 +346,6 @@ def _decode_wav(data: bytes) -> np.ndarray | None:
         return read_wav(data)
     except Exception:  # any malformed header: the sample is unusable, nothing more
         return None
-
-
-def _reasons(exc: EnrolmentError) -> list[str]:
-    # the lines after an enrolment error's heading: one unusable sample each
-    return str(exc).split("\n  ")[1:] or [str(exc)]
 
 
 def _summary(person: Person) -> dict:

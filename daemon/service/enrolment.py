@@ -74,7 +74,7 @@ def embed_samples(pipeline, faces: list[tuple[str, np.ndarray | None]],
     if not faces or not voices:
         problems.append("enrolment needs at least one face image (--face) and one voice clip (--voice)")
     if problems:
-        raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+        raise EnrolmentError.refused(problems)
     return np.array(face_embeddings, np.float32), np.array(voice_embeddings, np.float32)
 
 
@@ -103,9 +103,9 @@ def enrol_from_files(pipeline, faces: list[Path], voices: list[Path],
     try:
         result = embed_samples(pipeline, frames, recordings, min_speech_seconds)
     except EnrolmentError as exc:
-        problems += str(exc).split("\n  ")[1:]
+        problems += exc.problems
     if problems:
-        raise EnrolmentError("enrolment refused:\n  " + "\n  ".join(problems))
+        raise EnrolmentError.refused(problems)
     return result
 
 
