@@ -51,6 +51,34 @@ def build_replay(folder: Path, segments: list) -> tuple[Path, Path]:
     return video_path, wav_path
 
 
+def replay_door_config(folder: Path, socket_path: Path, video: Path, wav: Path, more: str = "") -> Path:
+    """``folder/config.yaml`` for a real ``avid run`` on a replay (mock relay, a 2 s unlock, a short
+    cool-down) with its control socket at ``socket_path``; ``more`` is YAML appended as it is. The
+    door is initialised (a device key) with nobody enrolled."""
+    from daemon.state.keys import create_device_key
+
+    create_device_key(folder / "state" / "device.key")
+    config = folder / "config.yaml"
+    config.write_text(f"""
+state:
+  directory: {folder / 'state'}
+camera:
+  backend: replay
+  path: {video}
+microphone:
+  backend: replay
+  paths: [{wav}]
+lock:
+  pin_factory: mock
+  unlock_seconds: 2
+attempt:
+  cooldown_seconds: 1.0
+control:
+  socket_path: {socket_path}
+""" + more)
+    return config
+
+
 def enrolment_files(folder: Path, clips=("s1_bbaf2n", "s1_bbaf3s")) -> tuple[list[Path], list[Path]]:
     """Face photos and voice clips of GRID speaker s1 ("alice"), as the demo enrols her."""
     faces = []

@@ -21,35 +21,11 @@ import time
 
 import pytest
 
-from daemon.state.keys import create_device_key
 
-from control_harness import ROOT, SocketFolder, avid, build_replay, enrolment_files, status_as
+from control_harness import ROOT, SocketFolder, avid, build_replay, enrolment_files, replay_door_config, status_as
 from daemon.control.client import ControlClient
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plays other users with setuid (CI runs as root)")
-
-
-def _config(folder, socket_path, video, wav):
-    create_device_key(folder / "state" / "device.key")  # an initialised door with nobody enrolled
-    config = folder / "config.yaml"
-    config.write_text(f"""
-state:
-  directory: {folder / 'state'}
-camera:
-  backend: replay
-  path: {video}
-microphone:
-  backend: replay
-  paths: [{wav}]
-lock:
-  pin_factory: mock
-  unlock_seconds: 2
-attempt:
-  cooldown_seconds: 1.0
-control:
-  socket_path: {socket_path}
-""")
-    return config
 
 
 def _wait_for(predicate, timeout, what):
@@ -72,7 +48,7 @@ def test_people_change_without_restart_live_enrolment_and_refusals(tmp_path):
                                          "s1_bbaf3s", 4.0])
     with SocketFolder() as folder:
         socket_path = folder / "control.sock"
-        config = _config(tmp_path, socket_path, video, wav)
+        config = replay_door_config(tmp_path, socket_path, video, wav)
         env = {k: v for k, v in os.environ.items() if k != "AVID_STATE_DIR"}
         daemon = subprocess.Popen([sys.executable, "-m", "daemon", "run", "--config", str(config)],
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -26,41 +26,20 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from control_harness import ROOT, SocketFolder, build_replay, enrolment_files
+from control_harness import ROOT, SocketFolder, build_replay, enrolment_files, replay_door_config
 from daemon.control.client import ControlClient
 from web_harness import PASSWORD, Browser, WebProcess, env, free_port, http, set_password
 
 
 def _config(folder, socket_path, video, wav, port):
-    from daemon.state.keys import create_device_key
-
-    create_device_key(folder / "state" / "device.key")  # an initialised door with nobody enrolled
-    config = folder / "config.yaml"
-    config.write_text(f"""
-state:
-  directory: {folder / 'state'}
-camera:
-  backend: replay
-  path: {video}
-microphone:
-  backend: replay
-  paths: [{wav}]
-lock:
-  pin_factory: mock
-  unlock_seconds: 2
-attempt:
-  cooldown_seconds: 1.0
-lockout:
+    return replay_door_config(folder, socket_path, video, wav, f"""lockout:
   max_consecutive_failures: 1
   initial_delay_seconds: 600
-control:
-  socket_path: {socket_path}
 web:
   port: {port}
   password_file: {folder / 'web' / 'passwords'}
   poll_seconds: 0.5
 """)
-    return config
 
 
 def _decision_row(driver, attempt, timeout):
