@@ -11,9 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import (EX_CONFIG, STATE_DIR_ENV, InvalidConfig, check_environment, load_config,
+from daemon.config import (EX_CONFIG, STATE_DIR_ENV, InvalidConfig, check_environment, exit_status, load_config,
                            summary)
-from daemon.errors import AvidError, ConfigError
 from daemon.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -137,16 +136,4 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("no config file given and %s does not exist: using built-in defaults", SYSTEM_CONFIG)
     from daemon import commands
 
-    try:
-        return commands.COMMANDS[args.command](config, args)
-    except InvalidConfig as exc:
-        print(exc.report(), file=sys.stderr)
-        return EX_CONFIG
-    except ConfigError as exc:  # e.g. an invalid calibration file: as bad as a bad config
-        log.error("%s", exc)
-        return EX_CONFIG
-    except AvidError as exc:
-        log.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return exit_status(lambda: commands.COMMANDS[args.command](config, args), log)

@@ -1152,3 +1152,25 @@ def summary(config: Config) -> str:
             + (f" prompt={config.prompt.backend} challenge={config.challenge.digits}_digits"
                if config.prompt.backend != "none" else
                " prompt=none (WARNING: no challenge: a replayed video of a resident is not stopped)"))
+
+
+def exit_status(command, log) -> int:
+    """Run ``command()`` and return its exit status, turning avid's errors into the statuses every
+    entry point uses: an invalid config lists its problems and gives :data:`EX_CONFIG` (so does any
+    other :class:`ConfigError`, e.g. an invalid calibration file), another :class:`AvidError` is
+    logged and gives 1, an interrupt 130."""
+    import sys
+
+    try:
+        return command()
+    except InvalidConfig as exc:
+        print(exc.report(), file=sys.stderr)
+        return EX_CONFIG
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+    except AvidError as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -11,8 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import EX_CONFIG, InvalidConfig, load_config
-from daemon.errors import AvidError, ConfigError
+from daemon.config import exit_status, load_config
 from daemon.logs import setup_logging
 from daemon.web import serve
 
@@ -25,21 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("/etc/avid/config.yaml"), metavar="PATH")
     args = parser.parse_args(argv)
     setup_logging("info")
-    try:
+
+    def run() -> int:
         config = load_config(args.config)
         setup_logging(config.logging.level)
         return serve(config, args)
-    except InvalidConfig as exc:
-        print(exc.report(), file=sys.stderr)
-        return EX_CONFIG
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return EX_CONFIG
-    except AvidError as exc:
-        log.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return exit_status(run, log)
 
 
 if __name__ == "__main__":
