@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings of the digits 0-9 for the challenge (files or folders, named "
                         "after the digit: 7_1.wav), twice each recommended")
     p.add_argument("--live-digits", action="store_true",
-                   help="capture the digits 0-9 twice each from the microphone")
+                   help="capture the digits 0-9 twice each from the microphone (the default with --live "
+                        "when a prompt device is configured)")
 
     p = sub.add_parser("delete", help="delete an enrolled person and their key")
     _add_common(p)

@@ -63,9 +63,9 @@ def enroll(config: Config, args) -> int:
 
 def enrol_digits(config: Config, args) -> dict:
     """The challenge's digit recordings of ``avid enroll --digits/--live-digits`` (empty without)."""
-    from daemon.challenge.enrol import digits_from_files, digits_live, microphone_recorder
+    from daemon.challenge.enrol import digits_from_files, digits_live, live_digits_wanted, microphone_recorder
 
-    if getattr(args, "live_digits", False):
+    if live_digits_wanted(config, args):
         return digits_live(microphone_recorder(config)).to_arrays()
     if getattr(args, "digits", None):
         return digits_from_files(args.digits).to_arrays()

@@ -93,3 +93,18 @@ def test_avid_enroll_with_digits_stores_them(tmp_path, monkeypatch, capsys):
     from daemon.commands import _fingerprint
     person = door.open_store(config, _fingerprint(config)).load()["alice"]
     assert len(person.digits) == 100
+
+
+def test_live_enrolment_takes_the_digits_by_default_only_on_a_challenge_door():
+    from argparse import Namespace
+
+    from daemon.challenge.enrol import live_digits_wanted
+    from daemon.config import Config
+
+    challenge = Config.model_validate({"prompt": {"backend": "log"}})
+    plain = Config()
+    live = Namespace(live=True, live_digits=False, digits=[])
+    assert live_digits_wanted(challenge, live) and not live_digits_wanted(plain, live)
+    assert live_digits_wanted(plain, Namespace(live=True, live_digits=True, digits=[]))  # asked for
+    assert not live_digits_wanted(challenge, Namespace(live=True, live_digits=False, digits=["d/"]))  # files given
+    assert not live_digits_wanted(challenge, Namespace(live=False, live_digits=False, digits=[]))  # from files

@@ -27,6 +27,16 @@ MIN_DIGIT_S, MAX_DIGIT_S = 0.12, 1.5
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def live_digits_wanted(config, args) -> bool:
+    """Whether ``avid enroll`` captures the challenge's digits live: when asked (``--live-digits``),
+    and by default for a live enrolment (``--live``) without digit files on a door with a prompt
+    device, whose challenge refuses anyone enrolled without them."""
+    if getattr(args, "live_digits", False):
+        return True
+    return bool(getattr(args, "live", False) and not getattr(args, "digits", None)
+                and config.prompt.backend != "none")
+
+
 def spoken_part(samples: np.ndarray) -> np.ndarray | None:
     """The spoken digit in a recording (its longest speech run, silence trimmed), or None."""
     # Quiet padding: a file cut tightly around the word has no silence to measure the floor on.

@@ -102,9 +102,10 @@ def read_digit_files(paths: list[Path]) -> dict[str, list[bytes]]:
 def enroll(args, client: ControlClient, config=None) -> int:
     """``avid enroll NAME (--face IMG... --voice WAV... | --live [--samples N]) [--digits WAV/DIR...
     | --live-digits] [--replace]``, through the running door."""
+    from daemon.challenge.enrol import live_digits_wanted
     from daemon.service.enrolment import voice_enrolment_advice
 
-    live_digits = bool(getattr(args, "live_digits", False))
+    live_digits = bool(getattr(args, "live_digits", False)) or (config is not None and live_digits_wanted(config, args))
     if live_digits and not args.live:
         # The running door holds the microphone: its live capture is one guided session.
         raise EnrolmentError("with the door running, --live-digits goes with --live (the door asks for "
