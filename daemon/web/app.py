@@ -285,7 +285,9 @@ class WebApp:
 
         async def work():
             try:
-                result = await asyncio.to_thread(enrolment.run, name, samples, progress)
+                # A door with a prompt device refuses anyone without digit recordings: take them too.
+                result = await asyncio.to_thread(enrolment.run, name, samples, progress,
+                                                 self.config.prompt.backend != "none")
             except ControlError as exc:
                 self.audit(user, "enrol_live", exc.code, name=name)
                 await queue.put(("error", {"code": exc.code, "message": str(exc)}))

@@ -123,8 +123,9 @@ class LiveEnrolment:
         self._lock = threading.Lock()
         self._cancelled = False
 
-    def run(self, name: str, samples: int, on_progress: Callable[[dict], None]) -> dict:
-        """Enrol ``name`` at the door; blocks until done. Raises :class:`ControlError` subclasses."""
+    def run(self, name: str, samples: int, on_progress: Callable[[dict], None], live_digits: bool = False) -> dict:
+        """Enrol ``name`` at the door (``live_digits``: the challenge's digits too, after the
+        sentences); blocks until done. Raises :class:`ControlError` subclasses."""
         conn = _open(self.socket_path, self.timeout)
         with self._lock:
             if self._cancelled:
@@ -132,7 +133,8 @@ class LiveEnrolment:
                 raise error_from_reply("cancelled", "cancelled before it started")
             self._conn = conn
         try:
-            conn.sendall(encode_request(1, "enrol_live", name=name, samples=samples, replace=False))
+            conn.sendall(encode_request(1, "enrol_live", name=name, samples=samples, replace=False,
+                                        live_digits=live_digits or None))
             reader = conn.makefile("rb")
             while True:
                 try:
