@@ -28,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from control_harness import ROOT, SocketFolder, build_replay, enrolment_files, replay_door_config
 from daemon.control.client import ControlClient
+from shared_data import DATA
 from web_harness import PASSWORD, Browser, WebProcess, env, free_port, http, set_password
 
 
@@ -69,6 +70,13 @@ def _login_cookie(url, password=PASSWORD):
 
 def test_installer_page_in_a_browser(tmp_path):
     faces, voices = enrolment_files(tmp_path)
+    (tmp_path / "digits").mkdir()
+    digits = []  # one take of each digit, named as the page asks
+    for d in "0123456789":
+        digits.append(tmp_path / "digits" / f"{d}_first.wav")
+        digits[-1].write_bytes((DATA / "voices" / "fsdd" / "george" / f"{d}_0.wav").read_bytes())
+    misnamed = tmp_path / "digits" / "seven.wav"
+    misnamed.write_bytes(digits[7].read_bytes())
     video, wav = build_replay(tmp_path, [5.0, "s1_bbaf4p", 16.0, "s1_bbaf5a", 3.0,
                                          "gridX_brbk7n_brbk7n", 20.0,
                                          "s1_bbaf2n", 4.0])
@@ -120,14 +128,21 @@ def test_installer_page_in_a_browser(tmp_path):
                 assert first[1:4] == ["deny", "–", "no_enrolled"], first
                 assert first[8].endswith(" ms"), first
 
-                # Enrol alice from uploaded files.
+                # Enrol alice from uploaded files, her challenge digits too; a digit recording
+                # not named after its digit is refused first, naming the file.
                 driver.get(f"{url}/people")
                 driver.find_element(By.ID, "files-name").send_keys("alice")
                 driver.find_element(By.ID, "faces").send_keys("\n".join(map(str, faces)))
                 driver.find_element(By.ID, "voices").send_keys("\n".join(map(str, voices)))
+                driver.find_element(By.ID, "digits").send_keys(str(misnamed))
                 driver.find_element(By.ID, "enrol-files-btn").click()
-                _text_is(driver, "people-msg", "enrolled alice: 2 face sample", timeout=30)
-                wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#people tr[data-name="alice"]')))
+                _text_is(driver, "people-msg", "seven.wav: a digit recording is named after its digit", timeout=30)
+                driver.find_element(By.ID, "digits").clear()
+                driver.find_element(By.ID, "digits").send_keys("\n".join(map(str, digits)))
+                driver.find_element(By.ID, "enrol-files-btn").click()
+                _text_is(driver, "people-msg", "enrolled alice: 2 face sample.*10 digit recording", timeout=30)
+                row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, '#people tr[data-name="alice"]')))
+                assert [td.text for td in row.find_elements(By.TAG_NAME, "td")][1:4] == ["2", "2", "10"]
 
                 # Her next replayed attempt is accepted, live on the status page.
                 driver.get(f"{url}/")
@@ -186,7 +201,8 @@ def test_installer_page_in_a_browser(tmp_path):
     # Every act is a journal line naming the web user; refusals too. No biometric data.
     assert "web: user=admin op=login client=127.0.0.1 outcome=ok" in log
     assert "op=login client=127.0.0.1 outcome=refused" in log
-    assert "op=enrol_files name=alice faces=2 voices=2 outcome=ok" in log
+    assert "op=enrol_files name=alice outcome=bad_request" in log  # the misnamed digit file
+    assert "op=enrol_files name=alice faces=2 voices=2 digits=10 outcome=ok" in log
     assert "web: user=admin op=clear_lockout outcome=ok" in log
     assert "web: user=admin op=delete name=alice outcome=ok" in log
     assert "origin=http://evil.example outcome=refused_origin" in log

@@ -24,7 +24,9 @@ from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, Plain
 from starlette.routing import Route
 
 from daemon.config import Config, is_loopback
-from daemon.control.protocol import MAX_FILE_BYTES, MAX_FILES, MAX_PAYLOAD_BYTES, ControlError
+from daemon.challenge.enrol import DIGIT_FILE
+from daemon.control.protocol import (MAX_DIGIT_FILE_BYTES, MAX_DIGIT_TAKES, MAX_FILE_BYTES, MAX_FILES,
+                                     MAX_PAYLOAD_BYTES, ControlError)
 from daemon.inference.tflite import SHIPPED_CALIBRATION
 from daemon.web.auth import LoginBackoff, Sessions, read_passwords, verify_password
 from daemon.web.doorlink import DoorLink, LiveEnrolment
@@ -249,25 +251,30 @@ class WebApp:
 
     async def api_enrol_files(self, request: Request) -> Response:
         user = request.state.user
-        form = await request.form(max_files=2 * MAX_FILES, max_fields=4, max_part_size=1024)
+        form = await request.form(max_files=2 * MAX_FILES + 10 * MAX_DIGIT_TAKES, max_fields=4, max_part_size=1024)
         name = str(form.get("name", ""))
-        files = {"faces": form.getlist("faces"), "voices": form.getlist("voices")}
-        contents = {}
-        for kind, uploads in files.items():
-            uploads = [u for u in uploads if hasattr(u, "read") and u.filename]
-            if len(uploads) > MAX_FILES:
-                return JSONResponse({"error": {"code": "too_large", "message": f"at most {MAX_FILES} {kind}"}}, 400)
-            contents[kind] = []
-            for upload in uploads:
-                data = await upload.read(MAX_FILE_BYTES + 1)
-                if len(data) > MAX_FILE_BYTES:
-                    return JSONResponse({"error": {"code": "too_large", "message":
-                                                   f"{upload.filename}: over {MAX_FILE_BYTES // 2**20} MiB"}}, 400)
-                contents[kind].append(data)
-        await form.close()
+        try:
+            contents = {kind: await _read_uploads(form.getlist(kind), kind, MAX_FILES, MAX_FILE_BYTES)
+                        for kind in ("faces", "voices")}
+            digits: dict[str, list[bytes]] = {}
+            for upload in [u for u in form.getlist("digits") if hasattr(u, "read") and u.filename]:
+                match = DIGIT_FILE.match(upload.filename)
+                if not match:
+                    raise _UploadRefused(f"{upload.filename}: a digit recording is named after its digit "
+                                         "(7_1.wav)")
+                digits.setdefault(match.group(1), []).append(upload)
+            digits = {d: await _read_uploads(files, f"recordings of {d}", MAX_DIGIT_TAKES, MAX_DIGIT_FILE_BYTES)
+                      for d, files in sorted(digits.items())}
+        except _UploadRefused as exc:
+            code = "too_large" if exc.too_large else "bad_request"
+            self.audit(user, "enrol_files", code, name=name or "-")
+            return JSONResponse({"error": {"code": code, "message": str(exc)}}, 400)
+        finally:
+            await form.close()
         return await self._act(user, "enrol_files", lambda: self.door.client().enrol_files(
-            name, contents["faces"], contents["voices"]), name=name or "-",
-            faces=len(contents["faces"]), voices=len(contents["voices"]))
+            name, contents["faces"], contents["voices"], digits=digits), name=name or "-",
+            faces=len(contents["faces"]), voices=len(contents["voices"]),
+            **({"digits": sum(map(len, digits.values()))} if digits else {}))
 
     async def api_enrol_live(self, request: Request) -> Response:
         user = request.state.user
@@ -363,6 +370,28 @@ class _Guard:
             return RedirectResponse("/login", 303)
         request.scope.setdefault("state", {})["user"] = user
         return None
+
+
+class _UploadRefused(ValueError):
+    """An uploaded enrolment file breaks the page's limits (``too_large``) or naming."""
+
+    def __init__(self, message: str, too_large: bool = False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
+async def _read_uploads(uploads: list, kind: str, max_files: int, max_bytes: int) -> list[bytes]:
+    """The bytes of a form field's uploaded files, within the control protocol's limits."""
+    uploads = [u for u in uploads if hasattr(u, "read") and u.filename]
+    if len(uploads) > max_files:
+        raise _UploadRefused(f"at most {max_files} {kind}", too_large=True)
+    contents = []
+    for upload in uploads:
+        data = await upload.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise _UploadRefused(f"{upload.filename}: over {max_bytes // 1024} KiB", too_large=True)
+        contents.append(data)
+    return contents
 
 
 _CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "created")

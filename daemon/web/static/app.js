@@ -77,7 +77,7 @@ async function loadPeople() {
   for (const p of people) {
     const row = body.insertRow();
     row.dataset.name = p.name;
-    cell(row, p.name); cell(row, p.face_samples); cell(row, p.voice_samples);
+    cell(row, p.name); cell(row, p.face_samples); cell(row, p.voice_samples); cell(row, p.digit_recordings ?? 0);
     const button = document.createElement("button");
     button.textContent = "Delete";
     button.className = "delete";
@@ -118,7 +118,7 @@ function peoplePage() {
     say("people-msg", "enrolling…", true);
     try {
       const r = await api("/api/people", { method: "POST", body: new FormData(e.target) });
-      say("people-msg", `enrolled ${r.name}: ${r.face_samples} face sample(s), ${r.voice_samples} voice sample(s)`, true);
+      say("people-msg", `enrolled ${r.name}: ${r.face_samples} face sample(s), ${r.voice_samples} voice sample(s), ${r.digit_recordings ?? 0} digit recording(s)`, true);
       e.target.reset();
     } catch (err) { say("people-msg", err.message, false); }
     loadPeople();
@@ -142,7 +142,7 @@ function peoplePage() {
           item.textContent = `[${data.step}/${data.of}] ${data.prompt}`;
           list.append(item);
         } else if (event === "done") {
-          say("people-msg", `enrolled ${data.name}: ${data.face_samples} face sample(s), ${data.voice_samples} voice sample(s)`, true);
+          say("people-msg", `enrolled ${data.name}: ${data.face_samples} face sample(s), ${data.voice_samples} voice sample(s), ${data.digit_recordings ?? 0} digit recording(s)`, true);
         } else if (event === "error") {
           say("people-msg", data.message, false);
         }
