@@ -21,7 +21,7 @@ def test_the_running_doors_operating_point_comes_first(tmp_path):
              "target_fmr": 1e-4, "expected_fnmr": 0.03, "fnmr_ci": [0.02, 0.05], "created": "2026-12-03T10:00:00+00:00"}
     summary = calibration_summary(config, {"lock": "locked", "operating_point": point})
     assert summary["calibration"] == {"threshold": 4.5, "margin": 4.6, "target_fmr": 1e-4, "expected_fnmr": 0.03,
-                                      "created": "2026-12-03T10:00:00+00:00"}
+                                      "fnmr_ci": [0.02, 0.05], "created": "2026-12-03T10:00:00+00:00"}
     assert summary["calibration_file"] == "/var/lib/avid/calibration.json"
     assert summary["calibration_note"] == "in use by the running door"
 

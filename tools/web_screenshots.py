@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from control_harness import SocketFolder, build_replay, enrolment_files  # noqa: E402
+from control_harness import SocketFolder, build_replay, enrolment_files, replay_door_config  # noqa: E402
 from daemon.control.client import ControlClient  # noqa: E402
 from web_harness import PASSWORD, Browser, WebProcess, env, free_port, set_password  # noqa: E402
 
@@ -41,15 +41,9 @@ def main() -> int:
     with SocketFolder() as folder:
         socket_path = folder / "control.sock"
         report = f"\n  report_dir: {args.report.resolve()}" if args.report else ""
-        config = tmp / "config.yaml"
-        config.write_text(f"""
-state: {{directory: {tmp / 'state'}}}
-camera: {{backend: replay, path: {video}}}
-microphone: {{backend: replay, paths: [{wav}]}}
-lock: {{pin_factory: mock, unlock_seconds: 2}}
-attempt: {{cooldown_seconds: 1.0}}
-lockout: {{max_consecutive_failures: 1, initial_delay_seconds: 600}}
-control: {{socket_path: {socket_path}}}
+        config = replay_door_config(tmp, socket_path, video, wav, f"""lockout:
+  max_consecutive_failures: 1
+  initial_delay_seconds: 600
 web:
   port: {port}
   password_file: {tmp / 'passwords'}

@@ -394,7 +394,7 @@ async def _read_uploads(uploads: list, kind: str, max_files: int, max_bytes: int
     return contents
 
 
-_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "created")
+_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "fnmr_ci", "created")
 
 
 def calibration_summary(config: Config, door_status: dict | None = None) -> dict:

@@ -184,15 +184,18 @@ function fill(list, entries) {
 async function calibrationPage() {
   const c = await api("/api/calibration");
   const cal = c.calibration || {};
+  const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(2)} %` : x);
+  const fnmr = Array.isArray(cal.fnmr_ci) && cal.fnmr_ci.length === 2
+    ? `${pct(cal.expected_fnmr)} (95 % CI ${pct(cal.fnmr_ci[0])} - ${pct(cal.fnmr_ci[1])})` : pct(cal.expected_fnmr);
   fill($("cal-point"), [
     ["threshold (fused LLR)", c.config.threshold ?? cal.threshold ?? "built-in default"],
     ["runner-up margin", c.config.margin ?? cal.margin ?? "built-in default"],
-    ["target FMR", cal.target_fmr], ["expected FNMR", cal.expected_fnmr], ["calibrated", cal.created],
+    ["target FMR", typeof cal.target_fmr === "number" ? cal.target_fmr.toExponential(0) : cal.target_fmr],
+    ["expected FNMR", fnmr], ["calibrated", cal.created],
     ["face / voice weight", `${c.config.face_weight} / ${c.config.voice_weight}`],
     ["missing modality", c.config.missing_modality], ["calibration file", c.calibration_file]]);
   $("cal-note").textContent = c.calibration_note || "";
   if (c.report) {
-    const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(2)} %` : x);
     fill($("cal-report"), [["fused EER", pct(c.report.fused_eer)], ["face EER", pct(c.report.face_eer)],
                            ["voice EER", pct(c.report.voice_eer)],
                            ...Object.entries(c.report.fnmr_at_fmr || {}).map(([fmr, fnmr]) => [`fused FNMR at FMR ${fmr}`, pct(fnmr)])]);
