@@ -63,15 +63,15 @@ def enroll(config: Config, args) -> int:
 
 def enrol_digits(config: Config, args) -> dict:
     """The challenge's digit recordings of ``avid enroll --digits/--live-digits`` (empty without)."""
-    from daemon.challenge.enrol import digits_from_files, digits_live, live_digits_wanted, microphone_recorder
+    from daemon.challenge.enrol import (NO_DIGITS_WARNING, digits_from_files, digits_live, live_digits_wanted,
+                                        microphone_recorder)
 
     if live_digits_wanted(config, args):
         return digits_live(microphone_recorder(config)).to_arrays()
     if getattr(args, "digits", None):
         return digits_from_files(args.digits).to_arrays()
-    if config.prompt.backend != "none":
-        print("warning: no digit recordings (--digits or --live-digits): this person cannot answer "
-              "the challenge and will be refused", file=sys.stderr)
+    if config.prompt.challenge_on:
+        print(NO_DIGITS_WARNING, file=sys.stderr)
     return {}
 
 

@@ -312,6 +312,12 @@ class PromptConfig(_Section):
     display: DisplayPromptConfig = Field(default_factory=DisplayPromptConfig,
                                          description=DisplayPromptConfig.__doc__)
 
+    @property
+    def challenge_on(self) -> bool:
+        """Whether the door asks the random challenge (any prompt device but ``none``): then every
+        attempt must answer it, and a person enrolled without digit recordings is refused."""
+        return self.backend != "none"
+
 
 class ChallengeConfig(_Section):
     """The random challenge asked through the prompt device (daemon/challenge/)."""
@@ -1150,7 +1156,7 @@ def summary(config: Config) -> str:
             f"unlock={config.lock.unlock_seconds:g}s liveness={'required' if config.liveness.required else 'off'} "
             f"missing_modality={config.decision.missing_modality} state={config.state_dir}"
             + (f" prompt={config.prompt.backend} challenge={config.challenge.digits}_digits"
-               if config.prompt.backend != "none" else
+               if config.prompt.challenge_on else
                " prompt=none (WARNING: no challenge: a replayed video of a resident is not stopped)"))
 
 

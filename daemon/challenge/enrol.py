@@ -34,7 +34,12 @@ def live_digits_wanted(config, args) -> bool:
     if getattr(args, "live_digits", False):
         return True
     return bool(getattr(args, "live", False) and not getattr(args, "digits", None)
-                and config.prompt.backend != "none")
+                and config.prompt.challenge_on)
+
+
+#: What ``avid enroll`` prints when a person of a challenge door is enrolled without digits.
+NO_DIGITS_WARNING = ("warning: no digit recordings (--digits or --live-digits): this person cannot answer "
+                     "the challenge and will be refused")
 
 
 def spoken_part(samples: np.ndarray) -> np.ndarray | None:

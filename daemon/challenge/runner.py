@@ -216,7 +216,7 @@ NO_CHALLENGE_WARNING = ("no prompt device (prompt.backend: none): no random chal
 
 def startup_warning(config, people) -> None:
     """Log what the challenge can and cannot do with this configuration and these people."""
-    if config.prompt.backend == "none":
+    if not config.prompt.challenge_on:
         log.warning(NO_CHALLENGE_WARNING)
         return
     missing = sorted(p.name for p in people if not p.digits)

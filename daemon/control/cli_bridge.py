@@ -27,7 +27,7 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, sort_keys=True))
 
 
-def status(args, client: ControlClient, config=None) -> int:
+def status(args, client: ControlClient, config) -> int:
     """``avid status [--json]``: the running door's state."""
     state = client.status()
     if getattr(args, "json", False):
@@ -99,13 +99,13 @@ def read_digit_files(paths: list[Path]) -> dict[str, list[bytes]]:
     return digits
 
 
-def enroll(args, client: ControlClient, config=None) -> int:
+def enroll(args, client: ControlClient, config) -> int:
     """``avid enroll NAME (--face IMG... --voice WAV... | --live [--samples N]) [--digits WAV/DIR...
     | --live-digits] [--replace]``, through the running door."""
-    from daemon.challenge.enrol import live_digits_wanted
+    from daemon.challenge.enrol import NO_DIGITS_WARNING, live_digits_wanted
     from daemon.service.enrolment import voice_enrolment_advice
 
-    live_digits = bool(getattr(args, "live_digits", False)) or (config is not None and live_digits_wanted(config, args))
+    live_digits = live_digits_wanted(config, args)
     if live_digits and not args.live:
         # The running door holds the microphone: its live capture is one guided session.
         raise EnrolmentError("with the door running, --live-digits goes with --live (the door asks for "
@@ -131,13 +131,12 @@ def enroll(args, client: ControlClient, config=None) -> int:
     advice = voice_enrolment_advice(int(result["voice_samples"]))
     if advice:
         print(advice)
-    if not recordings and config is not None and config.prompt.backend != "none":
-        print("warning: no digit recordings (--digits or --live-digits): this person cannot answer "
-              "the challenge and will be refused", file=sys.stderr)
+    if not recordings and config.prompt.challenge_on:
+        print(NO_DIGITS_WARNING, file=sys.stderr)
     return 0
 
 
-def delete(args, client: ControlClient, config=None) -> int:
+def delete(args, client: ControlClient, config) -> int:
     """``avid delete NAME``."""
     if not client.delete(args.name):
         print(f"{args.name} is not enrolled", file=sys.stderr)
@@ -146,7 +145,7 @@ def delete(args, client: ControlClient, config=None) -> int:
     return 0
 
 
-def list_people(args, client: ControlClient, config=None) -> int:
+def list_people(args, client: ControlClient, config) -> int:
     """``avid list``."""
     people = client.list_people()
     for person in people:
@@ -157,7 +156,7 @@ def list_people(args, client: ControlClient, config=None) -> int:
     return 0
 
 
-def lockout(args, client: ControlClient, config=None) -> int:
+def lockout(args, client: ControlClient, config) -> int:
     """``avid lockout [--clear]``."""
     if args.clear:
         client.clear_lockout()

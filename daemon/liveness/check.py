@@ -118,7 +118,7 @@ class LivenessCheck:
 def make_liveness_check(config, calibrated_threshold: float | None) -> LivenessCheck | None:
     """The configured check, or None when ``liveness.required`` is off and there is no challenge
     (the challenge reads the audio and mouth track the check records)."""
-    challenge = config.prompt.backend != "none"
+    challenge = config.prompt.challenge_on
     if not config.liveness.required and not challenge:
         return None
     params = LivenessParams(max_lag_ms=float(config.liveness.max_lag_ms))

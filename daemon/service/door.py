@@ -43,7 +43,7 @@ def make_policy(config: Config, point: OperatingPoint) -> Policy:
     return Policy(point.threshold, point.margin, config.decision.missing_modality,
                   config.decision.single_modality_threshold, config.liveness.required,
                   config.decision.min_modality_llr,
-                  challenge_required=config.prompt.backend != "none")
+                  challenge_required=config.prompt.challenge_on)
 
 
 def make_fusion(config: Config, point: OperatingPoint, voice_backend=None) -> FusionParams:

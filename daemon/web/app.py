@@ -292,9 +292,9 @@ class WebApp:
 
         async def work():
             try:
-                # A door with a prompt device refuses anyone without digit recordings: take them too.
+                # A challenge door refuses anyone without digit recordings: take them too.
                 result = await asyncio.to_thread(enrolment.run, name, samples, progress,
-                                                 self.config.prompt.backend != "none")
+                                                 self.config.prompt.challenge_on)
             except ControlError as exc:
                 self.audit(user, "enrol_live", exc.code, name=name)
                 await queue.put(("error", {"code": exc.code, "message": str(exc)}))
