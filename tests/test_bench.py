@@ -86,3 +86,21 @@ def test_quick_run_skips_the_baseline_and_prints_the_table(bench):
     assert "baseline" not in result and "baseline_ratio" not in result
     assert "decision latency" in stdout and "peak RSS" in stdout
     assert set(result["targets"]) >= {"decision_latency_p50_ms", "idle_cpu_percent", "peak_rss_mb"}
+
+
+def test_model_macs_count_every_iteration_of_the_speaker_encoders_loop():
+    from daemon.embed.mel import N_MELS
+    from daemon.embed.speaker_encoder import WINDOW_FRAMES
+    from tools.bench import model_macs
+
+    macs = model_macs()
+    layers, hidden, gates = 3, 256, 4 * 256
+    # layer 0's input product over the window, then one wavefront step per diagonal with layer 0's
+    # recurrent product and layers 1-2's input and recurrent products, then the output layer
+    expected = (WINDOW_FRAMES * N_MELS * gates
+                + (WINDOW_FRAMES + layers - 1) * (2 * layers - 1) * hidden * gates
+                + hidden * hidden)
+    assert macs["speaker_encoder"]["macs"] == expected
+    # the convolutional models' counts are those of their single graph
+    assert 250e6 < macs["face_encoder"]["macs"] < 300e6
+    assert 20e6 < macs["face_detector"]["macs"] < 40e6

@@ -331,7 +331,8 @@ def measure_stages(inputs: Inputs, pipeline, people, iterations: int) -> dict:
                                f"{inputs.grid_frames[0].shape[0]} (letterbox + model + decode + NMS)",
              "face_quality": "assess_face on a detected face (sharpness, brightness, pose)",
              "alignment": "face_chip: similarity transform + warp to the 150x150 chip",
-             "face_encoder": "dlib ResNet (TFLite) on one 150x150 chip, LFW and GRID faces",
+             "face_encoder": "dlib ResNet (TFLite) on one 150x150 chip and on its mirror image, and "
+                             "their mean (Pipeline.embed_chip), LFW and GRID faces",
              "face_landmarks": "FaceMesh 468 landmarks on the detected face (liveness), GRID frames",
              "mel": "volume normalisation + 40-band power mel of one 1.6 s window (LibriSpeech)",
              "speaker_encoder": "GE2E LSTM (TFLite) on one 160x40 mel window",
@@ -345,36 +346,66 @@ def measure_stages(inputs: Inputs, pipeline, people, iterations: int) -> dict:
 
 # --- model sizes ---------------------------------------------------------------------------------
 def model_macs() -> dict:
-    """Multiply-accumulates per inference of each model, counted from its TFLite graph.
+    """Multiply-accumulates per inference of each model, counted from its TFLite flatbuffer.
 
     Convolutions count output pixels x kernel area x input channels (depthwise: x 1), fully
-    connected layers rows x outputs x inputs; element-wise ops are left out (a few percent).
+    connected layers rows x outputs x inputs; element-wise ops are left out (a few percent). A
+    WHILE loop counts its body once per iteration, the trip count read from the constant its
+    condition compares the counter with (the speaker encoder's 162-step wavefront).
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert import schema_py_generated as schema
 
     from daemon.inference.tflite import DEFAULT_MODELS_DIR, read_manifest
 
+    kinds = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     result = {}
     for name, entry in read_manifest().get("models", {}).items():
         path = DEFAULT_MODELS_DIR / entry["file"]
-        interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=
-                                  OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-        shapes = {d["index"]: [int(x) for x in d["shape"]] for d in interpreter.get_tensor_details()}
-        macs, ops = 0, {}
-        for op in interpreter._get_ops_details():
-            kind = op["op_name"]
-            ops[kind] = ops.get(kind, 0) + 1
-            inputs = [i for i in op["inputs"] if i >= 0]
-            if len(inputs) < 2 or not op["outputs"].size:
-                continue
-            out, weights = shapes[int(op["outputs"][0])], shapes[int(inputs[1])]
-            if kind == "CONV_2D":
-                macs += int(np.prod(out)) * int(np.prod(weights[1:]))
-            elif kind == "DEPTHWISE_CONV_2D":
-                macs += int(np.prod(out)) * weights[1] * weights[2]
-            elif kind == "FULLY_CONNECTED" and len(weights) == 2:
-                macs += int(np.prod(out)) * weights[1]
+        model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+        codes = [kinds[max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())]
+                 for i in range(model.OperatorCodesLength())]
+        graphs = [model.Subgraphs(g) for g in range(model.SubgraphsLength())]
+
+        def shape(graph, index):
+            return [int(x) for x in graph.Tensors(index).ShapeAsNumpy()] if index >= 0 else []
+
+        def operators(graph):
+            for o in range(graph.OperatorsLength()):
+                op = graph.Operators(o)
+                yield codes[op.OpcodeIndex()], op, [op.Inputs(i) for i in range(op.InputsLength())]
+
+        def trip_count(graph):
+            for kind, op, inputs in operators(graph):
+                if kind == "LESS" and len(inputs) == 2 and inputs[1] >= 0:
+                    data = model.Buffers(graph.Tensors(inputs[1]).Buffer()).DataAsNumpy()
+                    if isinstance(data, np.ndarray) and data.size == 4:
+                        return int(data.view("<i4")[0])
+            return None
+
+        def graph_macs(index, ops: dict) -> int:
+            graph, macs = graphs[index], 0
+            for kind, op, inputs in operators(graph):
+                ops[kind] = ops.get(kind, 0) + 1
+                if kind == "WHILE":
+                    options = schema.WhileOptions()
+                    table = op.BuiltinOptions()
+                    options.Init(table.Bytes, table.Pos)
+                    trips = trip_count(graphs[options.CondSubgraphIndex()]) or 1
+                    macs += trips * graph_macs(options.BodySubgraphIndex(), ops)
+                    continue
+                if len(inputs) < 2 or op.OutputsLength() == 0:
+                    continue
+                out, weights = shape(graph, op.Outputs(0)), shape(graph, inputs[1])
+                if kind == "CONV_2D":
+                    macs += int(np.prod(out)) * int(np.prod(weights[1:]))
+                elif kind == "DEPTHWISE_CONV_2D":
+                    macs += int(np.prod(out)) * weights[1] * weights[2]
+                elif kind == "FULLY_CONNECTED" and len(weights) == 2:
+                    macs += int(np.prod(out)) * weights[1]
+            return macs
+
+        ops: dict[str, int] = {}
+        macs = graph_macs(0, ops)
         result[name] = {"macs": macs, "ops": sum(ops.values()), "size_bytes": path.stat().st_size,
                         "top_ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])[:5])}
     return result
@@ -987,24 +1018,26 @@ def run(args) -> dict:
 #: server or desktop core 1500-2000).
 PI4_MACS_PER_SECOND = (2e9, 6e9)
 PI4_SLOWER_THAN_HERE = (5.0, 10.0)
-#: Stages whose cost is the model's arithmetic (estimated from MACs) and the model each runs.
-MAC_BOUND = {"face_detection": "face_detector", "face_encoder": "face_encoder",
-             "face_landmarks": "face_landmark"}
+#: Stages whose cost is the model's arithmetic (estimated from MACs): the model each runs and on
+#: how many samples (the face encoder stage embeds a chip and its mirror image).
+MAC_BOUND = {"face_detection": ("face_detector", 1), "face_encoder": ("face_encoder", 2),
+             "face_landmarks": ("face_landmark", 1)}
 
 
 def pi4_estimate(result: dict) -> dict:
     """Per-stage and end-to-end milliseconds on a Raspberry Pi 4, one thread: an estimate on paper.
 
     MAC-bound stages: the model's MACs over :data:`PI4_MACS_PER_SECOND`; everything else
-    (numpy/Python stages, and the speaker encoder, whose 5,000+ tiny ops make it dispatch-bound)
+    (numpy/Python stages, and the speaker encoder, a 162-step loop of matrix-vector products bound
+    by memory and op dispatch rather than arithmetic)
     is the 1-thread median measured here times :data:`PI4_SLOWER_THAN_HERE`; so is the fastest
     measured decision latency (a decision with no tail window: liveness, scoring, hand-off).
     """
     stages = {}
     for name, measured in result["stages"].items():
-        model = MAC_BOUND.get(name)
+        model, samples = MAC_BOUND.get(name, (None, 0))
         if model and model in result.get("models", {}):
-            macs = result["models"][model]["macs"]
+            macs = result["models"][model]["macs"] * samples
             low, high = macs / PI4_MACS_PER_SECOND[1] * 1000, macs / PI4_MACS_PER_SECOND[0] * 1000
             basis = f"{macs / 1e6:.0f} M MACs"
         else:
