@@ -103,3 +103,20 @@ def test_split_halves_is_a_seeded_partition():
     assert first.isdisjoint(second)
     assert len(first | second) == 11
     assert (first, second) == split_halves([f"x{i}" for i in reversed(range(11))], seed=5)
+
+
+def test_chimeras_enrolled_from_several_utterances_are_tested_on_the_same_attempts():
+    faces = {f"lfw/p{i}": [(f"faces/lfw/p{i}/{j}.jpg", True) for j in range(3)] for i in range(12)}
+    voices = {f"a/{s}": [u for u in units("a", 8, 2 + s % 3) if u.speaker == str(s)] for s in range(8)}
+    two = make_chimeras(faces, voices, seed=5, voice_enrol_units=2)
+    one = make_chimeras(faces, voices, seed=5, voice_enrol_units=1, voice_held_units=2)
+    # speakers with only the two enrolment utterances have nothing left to attempt with
+    assert {c.voice_identity for c in two} == {v for v, found in voices.items() if len(found) >= 3}
+    assert [(c.face_identity, c.voice_identity, c.attempts) for c in one] == \
+        [(c.face_identity, c.voice_identity, c.attempts) for c in two]
+    for a, b in zip(one, two):
+        assert len(a.voice_enrolment) == 1 and len(b.voice_enrolment) == 2
+        assert a.voice_enrol == b.voice_enrol
+        assert not set(b.voice_enrolment) & {v for _, v in b.attempts}
+    with pytest.raises(ValueError):
+        make_chimeras(faces, voices, seed=5, voice_enrol_units=0)

@@ -123,3 +123,20 @@ def test_voice_by_enrolment_utterances_and_mirror_figures(evaluation):
     lfw = m["face"]["lfw"]
     assert 0.0 <= lfw["single_pass_accuracy"] <= 1.0
     assert lfw["accuracy_ci95"][0] <= lfw["accuracy"] <= lfw["accuracy_ci95"][1]
+
+
+def test_the_door_is_also_tested_with_people_enrolled_from_several_utterances(evaluation):
+    _, out, m = evaluation
+    by_enrolment = m["fused"]["door_by_enrol_utterances"]
+    assert set(by_enrolment) == {"2", "3"}
+    two = by_enrolment["2"]
+    several, alone = two["enrolled_from_2"], two["enrolled_from_1"]
+    # the same people on the same attempts, enrolled from two utterances or from the first alone
+    assert several["false_reject"]["trials"] == alone["false_reject"]["trials"] > 0
+    assert several["false_accept"]["trials"] == alone["false_accept"]["trials"]
+    assert several["people_per_split"] == alone["people_per_split"] > 0
+    # only the segmented singletons have a fourth unit to attempt with after enrolling three
+    three = by_enrolment["3"]
+    assert three["enrolled_from_3"]["false_reject"]["trials"] == three["enrolled_from_1"]["false_reject"]["trials"]
+    assert three["enrolled_from_3"]["people_per_split"] < several["people_per_split"]
+    assert "enrolled from 2 utterances" in (out / "report.md").read_text()

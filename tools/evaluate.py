@@ -379,6 +379,61 @@ def _split_spread(values) -> dict:
             "per_split": [float(v) for v in values]}
 
 
+#: Enrolments from several utterances tested at the door's rule (the door asks for three).
+DOOR_ENROL_UTTERANCES = (2, 3)
+
+
+def _door_by_enrolment(data, emb, split, split_seed: int, fit, cohort, counts: dict) -> None:
+    """Door false rejects and accepts, at the split's fitted threshold, of chimeras of the test half
+    enrolled from n utterances, and of the same people enrolled from the first of them alone, on
+    the same attempts (speakers with at least n + 1 utterances). Adds to ``counts``."""
+    for n in DOOR_ENROL_UTTERANCES:
+        for units, held in ((n, None), (1, n)):
+            chimeras = cal.chimeras_for(data, emb, split_seed, split["face"][1], split["voice"][1],
+                                        voice_enrol_units=units, voice_held_units=held)
+            if not chimeras:
+                continue
+            fused = cal.fused_trials(chimeras, emb, fit.params, cohort)
+            door = fused.door_rates(fit.operating_point.threshold)
+            c = counts.setdefault((n, units), Counter())
+            c["genuine"] += door["n_genuine"]
+            c["impostor"] += door["n_impostor"]
+            c["false_rejects"] += int(round((door["fnmr"] or 0.0) * door["n_genuine"]))
+            c["false_accepts"] += int(round((door["fmr"] or 0.0) * door["n_impostor"]))
+            c["people"] += len(chimeras)
+            c["splits"] += 1
+            scores = counts.setdefault(("scores", n, units), ([], []))
+            scores[0].append(fused.scores[fused.genuine])
+            scores[1].append(fused.scores[~fused.genuine])
+
+
+def _door_by_enrolment_result(counts: dict) -> dict:
+    result = {}
+    for n in DOOR_ENROL_UTTERANCES:
+        entry = {}
+        for units in (n, 1):
+            c = counts.get((n, units))
+            if not c:
+                continue
+            gen, imp = (np.concatenate(x) for x in counts[("scores", n, units)])
+            at = {}
+            for name in ("1e-3", "1e-4"):
+                needed = MIN_IMPOSTORS_AT_1E4 if name == "1e-4" else metrics.RULE_OF_THREE / FMR_TARGETS[name]
+                at[name] = (metrics.fnmr_at_fmr(gen, imp, FMR_TARGETS[name]).fnmr
+                            if gen.size and imp.size >= needed else None)
+            entry[f"enrolled_from_{units}"] = {
+                "false_reject": _rate(c["false_rejects"], c["genuine"]),
+                "false_accept": _rate(c["false_accepts"], c["impostor"]),
+                "fnmr_at_fmr": at, "eer": metrics.eer(gen, imp).eer if gen.size and imp.size else None,
+                "people_per_split": c["people"] / c["splits"]}
+        entry["note"] = (f"chimeras of the test half whose speakers have at least {n + 1} utterances, "
+                         f"enrolled from {n} of them or from the first alone, on the same attempts; "
+                         "door rule at each split's fitted threshold (calibration fitted on one-shot "
+                         "trials), pooled over splits")
+        result[str(n)] = entry
+    return result
+
+
 def _early_rates(test, emb, fit, cohort, margin: float, min_speech_seconds: float) -> dict:
     """FMR of decide_early on impostor attempts whose probe is cut to 1 s and 2 s of speech."""
     found = {}
@@ -410,6 +465,7 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
     per_split = []
     open_counts = {g: Counter() for g in GALLERY_SIZES}
     early = {cut: Counter() for cut in ("1s", "2s")}
+    by_enrolment: dict = {}
     first = None
     for k in range(splits):
         split_seed = seed + k
@@ -450,6 +506,7 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
         for cut, found in _early_rates(test, emb, fit, cohort, decision.early_margin,
                                        decision.early_min_speech_seconds).items():
             early[cut].update(found)
+        _door_by_enrolment(data, emb, split, split_seed, fit, cohort, by_enrolment)
         if first is None:
             first = (fit, test, fused)
         log.info("fused split %d/%d: EER %.4f, door FNMR %.4f", k + 1, splits, split_eer or float("nan"),
@@ -481,6 +538,7 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
                       "note": "decide()'s one-to-one rule at each split's fitted threshold (fused score, "
                               "and each modality's LLR >= min_modality_llr), pooled over splits"}
     result["door_frr"] = result["door"]["false_reject"]["rate"]
+    result["door_by_enrol_utterances"] = _door_by_enrolment_result(by_enrolment)
     result["open_set_far_by_gallery"] = {}
     for g, c in open_counts.items():
         far = _rate(c["strangers_accepted"], c["strangers"])
@@ -656,6 +714,15 @@ def _fused_lines(fused: dict) -> list[str]:
         f"{fused['n_genuine']} genuine / {fused['n_impostor']} impostor attempts",
         f"- The door's rule at each split's fitted threshold: false rejects {_rate_text(door['false_reject'])}, "
         f"false accepts {_rate_text(door['false_accept'], 3)}",
+        *(f"- The door's rule, people enrolled from {n} utterances (speakers with at least {int(n) + 1}, "
+          f"{entry[f'enrolled_from_{n}']['people_per_split']:.0f} per split): false rejects "
+          f"{_rate_text(entry[f'enrolled_from_{n}']['false_reject'])}, false accepts "
+          f"{_rate_text(entry[f'enrolled_from_{n}']['false_accept'], 3)}; the same people enrolled from "
+          f"the first utterance alone, same attempts: false rejects "
+          f"{_rate_text(entry['enrolled_from_1']['false_reject'])}, false accepts "
+          f"{_rate_text(entry['enrolled_from_1']['false_accept'], 3)}"
+          for n, entry in fused.get("door_by_enrol_utterances", {}).items()
+          if f"enrolled_from_{n}" in entry and "enrolled_from_1" in entry),
         f"- Attempts denied for their input (failures of their own kind, all splits): "
         f"{fused['failures']['by_kind']} (genuine: {fused['failures']['genuine_by_kind']})",
         "- Open set (strangers accepted as anyone, pooled over splits): " + "; ".join(

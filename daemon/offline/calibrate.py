@@ -99,14 +99,19 @@ def sentence_units(emb: Embeddings):
 
 
 def chimeras_for(data: DataSet, emb: Embeddings, seed: int, face_only: set[str] | None = None,
-                 voice_only: set[str] | None = None) -> list[Chimera]:
-    """Chimeric people from the faces and sentence-length voices (optionally of one half)."""
+                 voice_only: set[str] | None = None, voice_enrol_units: int = 1,
+                 voice_held_units: int | None = None) -> list[Chimera]:
+    """Chimeric people from the faces and sentence-length voices (optionally of one half),
+    enrolled from ``voice_enrol_units`` utterances; only speakers with at least
+    ``voice_held_units`` + 1 utterances (see :func:`~daemon.offline.dataset.make_chimeras`)."""
     faces = {f"{source}/{name}": [(key, enrolment_usable(emb, key)) for key in files]
              for source, ids in face_identities(data, face_only).items() for name, files in ids.items()}
-    voices = speakers_of(sentence_units(emb), min_seconds=2.0, min_units=2)
+    held = max(voice_enrol_units, voice_held_units or 0)
+    voices = speakers_of(sentence_units(emb), min_seconds=2.0, min_units=held + 1)
     if voice_only is not None:
         voices = {k: v for k, v in voices.items() if k in voice_only}
-    return make_chimeras(faces, voices, seed)
+    return make_chimeras(faces, voices, seed, voice_enrol_units=voice_enrol_units,
+                         voice_held_units=voice_held_units)
 
 
 def door_usable(emb: Embeddings, key: str) -> bool:
@@ -217,9 +222,10 @@ def attempt_input(emb: Embeddings, face_key: str, voice_key: str, cut: str = ATT
 
 
 def enrolled_person(chimera: Chimera, emb: Embeddings) -> Person:
-    """The template a door would hold after enrolling a chimera from one image and one utterance."""
+    """The template a door would hold after enrolling a chimera from one image and its enrolment
+    utterances."""
     return Person(chimera.name, face=np.stack([emb.face(chimera.face_enrol)]),
-                  voice=np.stack([emb.voice(chimera.voice_enrol)]))
+                  voice=np.stack([emb.voice(key) for key in chimera.voice_enrolment]))
 
 
 @dataclass

@@ -242,6 +242,8 @@ class Chimera:
     """A made-up person: one face identity and one voice speaker, never seen together.
 
     ``attempts`` are (face image, voice unit) probe pairs, none used for enrolment.
+    ``voice_enrol_more`` are the further utterances of an enrolment from several
+    (:attr:`voice_enrolment` is all of them).
     """
 
     name: str
@@ -250,6 +252,12 @@ class Chimera:
     face_enrol: str
     voice_enrol: str
     attempts: tuple[tuple[str, str], ...]
+    voice_enrol_more: tuple[str, ...] = ()
+
+    @property
+    def voice_enrolment(self) -> tuple[str, ...]:
+        """Every voice unit the person is enrolled from."""
+        return (self.voice_enrol, *self.voice_enrol_more)
 
     @property
     def face_source(self) -> str:
@@ -267,15 +275,24 @@ class Chimera:
 
 
 def make_chimeras(faces: dict[str, list[tuple[str, bool]]], voices: dict[str, list[VoiceUnit]],
-                  seed: int, attempts_per_person: int = 3) -> list[Chimera]:
+                  seed: int, attempts_per_person: int = 3, voice_enrol_units: int = 1,
+                  voice_held_units: int | None = None) -> list[Chimera]:
     """Pair each voice speaker with a distinct face identity (seeded).
 
     ``faces`` maps ``source/identity`` to its images as (key, enrolment would take it); an identity
     needs one such image (the enrolment: a door refuses to enrol a photo without a good face) and
     another image; attempts use the other images, whatever their quality. ``voices`` maps speakers to their eligible
-    units (the first, in a seeded order, is the enrolment). Each chimera gets up to
+    units (the first ``voice_enrol_units``, in a seeded order, are the enrolment). Each chimera gets up to
     ``attempts_per_person`` attempts pairing its remaining images and utterances in turn.
+
+    ``voice_held_units`` (default: ``voice_enrol_units``) leading units are kept out of the attempts,
+    so that enrolments from 1 and from n utterances of the same speakers can be tested on the same
+    attempts; speakers with no unit left for an attempt are left out. The pairing of faces and
+    speakers depends only on ``seed`` and the speakers given.
     """
+    held = max(voice_enrol_units, voice_held_units or 0)
+    if voice_enrol_units < 1:
+        raise ValueError(f"voice_enrol_units must be >= 1, got {voice_enrol_units}")
     rng = random.Random(f"chimeras-{seed}")
     face_pool = []
     for identity, images in sorted(faces.items()):
@@ -298,10 +315,12 @@ def make_chimeras(faces: dict[str, list[tuple[str, bool]]], voices: dict[str, li
         face_probes = [key for key, _ in images if key != face_enrol]
         units = [u.key for u in voices[speaker]]
         rng.shuffle(units)
-        voice_enrol, voice_probes = units[0], units[1:]
+        voice_probes = units[held:]
+        if not voice_probes:
+            continue
         n = min(attempts_per_person, max(len(face_probes), len(voice_probes)))
         attempts = tuple((face_probes[i % len(face_probes)], voice_probes[i % len(voice_probes)])
                          for i in range(n))
         chimeras.append(Chimera(f"chimera{number:04d}", face_identity, speaker, face_enrol,
-                                voice_enrol, attempts))
+                                units[0], attempts, tuple(units[1:voice_enrol_units])))
     return chimeras
