@@ -169,6 +169,11 @@ def test_calibrate_on_real_files_gives_a_usable_file(tmp_path):
     worst = result["hardest_impostors"]
     assert worst and [w["fused"] for w in worst] == sorted((w["fused"] for w in worst), reverse=True)
     assert all(w["probe"]["face"] != w["enrolled"]["face"] for w in worst)
+    two = result["door_one_to_one_by_enrol_utterances"]["2"]
+    assert two["enrolled_from_2"]["threshold"] == result["threshold"]
+    assert two["enrolled_from_2"]["n_genuine"] == two["enrolled_from_1"]["n_genuine"] > 0
+    assert two["enrolled_from_2"]["people"] == two["enrolled_from_1"]["people"]
+    assert two["enrolled_from_2"]["fnmr_ci"][0] <= two["enrolled_from_2"]["fnmr"] <= two["enrolled_from_2"]["fnmr_ci"][1]
     save_calibration(tmp_path / "calibration.json", result)
     assert load_calibration(tmp_path / "calibration.json") == result
     again = calibrate(pipeline, root, target_fmr=0.05, seed=3, cache_dir=tmp_path / "cache")

@@ -104,8 +104,24 @@ def test_enrolment_from_one_voice_clip_says_what_it_costs(tmp_path, state, capsy
 
 
 def test_voice_enrolment_advice_by_number_of_clips():
-    from daemon.service.enrolment import VOICE_EER_BY_UTTERANCES, voice_enrolment_advice
+    from daemon.service.enrolment import (DOOR_FALSE_REJECTS_BY_UTTERANCES, VOICE_EER_BY_UTTERANCES,
+                                          voice_enrolment_advice)
 
     assert VOICE_EER_BY_UTTERANCES[1] > VOICE_EER_BY_UTTERANCES[2] > VOICE_EER_BY_UTTERANCES[3]
-    assert "2 voice clip(s)" in voice_enrolment_advice(2)
+    assert DOOR_FALSE_REJECTS_BY_UTTERANCES[1] > DOOR_FALSE_REJECTS_BY_UTTERANCES[2]
+    assert "2 voice clip(s)" in voice_enrolment_advice(2) and "turned away" not in voice_enrolment_advice(2)
+    one = voice_enrolment_advice(1)
+    assert "turned away 8.4 %" in one and "3.5 % for the same people enrolled from two" in one
     assert voice_enrolment_advice(3) is None and voice_enrolment_advice(5) is None
+
+
+def test_the_door_false_rejects_quoted_to_installers_are_the_shipped_calibrations():
+    import json
+
+    from daemon.inference.tflite import SHIPPED_CALIBRATION
+    from daemon.service.enrolment import DOOR_FALSE_REJECTS_BY_UTTERANCES
+
+    measured = json.loads(SHIPPED_CALIBRATION.read_text())["door_one_to_one_by_enrol_utterances"]["2"]
+    assert measured["enrolled_from_1"]["n_genuine"] == measured["enrolled_from_2"]["n_genuine"] >= 200
+    for units, quoted in DOOR_FALSE_REJECTS_BY_UTTERANCES.items():
+        assert abs(measured[f"enrolled_from_{units}"]["fnmr"] - quoted) < 0.0005

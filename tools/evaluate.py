@@ -379,37 +379,29 @@ def _split_spread(values) -> dict:
             "per_split": [float(v) for v in values]}
 
 
-#: Enrolments from several utterances tested at the door's rule (the door asks for three).
-DOOR_ENROL_UTTERANCES = (2, 3)
-
-
 def _door_by_enrolment(data, emb, split, split_seed: int, fit, cohort, counts: dict) -> None:
     """Door false rejects and accepts, at the split's fitted threshold, of chimeras of the test half
     enrolled from n utterances, and of the same people enrolled from the first of them alone, on
-    the same attempts (speakers with at least n + 1 utterances). Adds to ``counts``."""
-    for n in DOOR_ENROL_UTTERANCES:
-        for units, held in ((n, None), (1, n)):
-            chimeras = cal.chimeras_for(data, emb, split_seed, split["face"][1], split["voice"][1],
-                                        voice_enrol_units=units, voice_held_units=held)
-            if not chimeras:
-                continue
-            fused = cal.fused_trials(chimeras, emb, fit.params, cohort)
-            door = fused.door_rates(fit.operating_point.threshold)
-            c = counts.setdefault((n, units), Counter())
-            c["genuine"] += door["n_genuine"]
-            c["impostor"] += door["n_impostor"]
-            c["false_rejects"] += int(round((door["fnmr"] or 0.0) * door["n_genuine"]))
-            c["false_accepts"] += int(round((door["fmr"] or 0.0) * door["n_impostor"]))
-            c["people"] += len(chimeras)
-            c["splits"] += 1
-            scores = counts.setdefault(("scores", n, units), ([], []))
-            scores[0].append(fused.scores[fused.genuine])
-            scores[1].append(fused.scores[~fused.genuine])
+    the same attempts (:func:`daemon.offline.calibrate.fused_trials_by_enrolment`). Adds to
+    ``counts``."""
+    for n, units, chimeras, fused in cal.fused_trials_by_enrolment(
+            data, emb, fit.params, split_seed, cohort, split["face"][1], split["voice"][1]):
+        door = fused.door_rates(fit.operating_point.threshold)
+        c = counts.setdefault((n, units), Counter())
+        c["genuine"] += door["n_genuine"]
+        c["impostor"] += door["n_impostor"]
+        c["false_rejects"] += int(round((door["fnmr"] or 0.0) * door["n_genuine"]))
+        c["false_accepts"] += int(round((door["fmr"] or 0.0) * door["n_impostor"]))
+        c["people"] += len(chimeras)
+        c["splits"] += 1
+        scores = counts.setdefault(("scores", n, units), ([], []))
+        scores[0].append(fused.scores[fused.genuine])
+        scores[1].append(fused.scores[~fused.genuine])
 
 
 def _door_by_enrolment_result(counts: dict) -> dict:
     result = {}
-    for n in DOOR_ENROL_UTTERANCES:
+    for n in cal.SEVERAL_UTTERANCES:
         entry = {}
         for units in (n, 1):
             c = counts.get((n, units))

@@ -292,6 +292,25 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
                        np.array(face_llr, np.float64), np.array(voice_llr, np.float64), failures, probes)
 
 
+#: Enrolments from several utterances the door's rule is also tested with (the door asks for three).
+SEVERAL_UTTERANCES = (2, 3)
+
+
+def fused_trials_by_enrolment(data: DataSet, emb: Embeddings, params: FusionParams, seed: int,
+                              cohort: frozenset[str], face_only: set[str] | None = None,
+                              voice_only: set[str] | None = None):
+    """For each n of :data:`SEVERAL_UTTERANCES`, yield ``(n, units, chimeras, fused trials)`` of
+    chimeras enrolled from n utterances (``units`` = n) and of the same people enrolled from the
+    first of them alone (``units`` = 1), on the same attempts: speakers with at least n + 1
+    utterances; nothing where there is none."""
+    for n in SEVERAL_UTTERANCES:
+        for units, held in ((n, None), (1, n)):
+            chimeras = chimeras_for(data, emb, seed, face_only, voice_only, voice_enrol_units=units,
+                                    voice_held_units=held)
+            if chimeras:
+                yield n, units, chimeras, fused_trials(chimeras, emb, params, cohort)
+
+
 def hardest_impostors(fused: FusedTrials, chimeras: list[Chimera], count: int = 5) -> list[dict]:
     """The ``count`` highest-scoring impostor attempts, one per (probe, enrolled) pair: who they were
     (face identity and speaker of each side) and each modality's LLR. A threshold fitted for a low
@@ -524,6 +543,21 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
         "data": str(Path(data_dir).resolve()),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    by_enrolment: dict[str, dict] = {}
+    for n, units, chimeras, fused in fused_trials_by_enrolment(data, emb, fit.params, seed,
+                                                               data.cohort_sources()):
+        rates = fused.door_rates(point.threshold)
+        errors = int(round((rates["fnmr"] or 0.0) * rates["n_genuine"]))
+        rates["fnmr_ci"] = list(clopper_pearson(errors, rates["n_genuine"])) if rates["n_genuine"] else None
+        rates["people"] = len(chimeras)
+        by_enrolment.setdefault(str(n), {})[f"enrolled_from_{units}"] = rates
+    result["door_one_to_one_by_enrol_utterances"] = by_enrolment
+    for n, entry in by_enrolment.items():
+        several, alone = entry.get(f"enrolled_from_{n}"), entry.get("enrolled_from_1")
+        if several and alone and several["n_genuine"]:
+            log.info("people enrolled from %s utterances (%d): door FNMR %.4f, FMR %.2g; the same people "
+                     "from one: FNMR %.4f, FMR %.2g", n, several["people"], several["fnmr"],
+                     several["fmr"] or 0.0, alone["fnmr"], alone["fmr"] or 0.0)
     log.info("expected operating point: FMR <= %g -> FNMR %.4f (95%% CI %.4f-%.4f) on %d genuine / "
              "%d impostor chimeric attempts%s", target_fmr, point.fnmr, point.fnmr_ci[0], point.fnmr_ci[1],
              point.n_genuine, point.n_impostor,
