@@ -130,7 +130,7 @@ def demo(config: Config, args) -> int:
 
 
 def calibrate(config: Config, args) -> int:
-    from daemon.offline.calibrate import calibrate as fit, save_calibration
+    from daemon.offline.calibrate import calibrate as fit, operating_point_lines, save_calibration
 
     pipeline = door.make_pipeline(config)
     # Embeddings are cached per file (keyed by file and model hashes), so a re-run after adding
@@ -139,6 +139,8 @@ def calibrate(config: Config, args) -> int:
                  cache_dir=config.state_dir / "calibration_cache")
     save_calibration(config.calibration_path, result)
     print(f"calibration written to {config.calibration_path}")
+    for line in operating_point_lines(result):
+        print(line)
     return 0
 
 

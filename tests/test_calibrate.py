@@ -194,3 +194,18 @@ def test_door_rates_apply_the_per_modality_rule_and_count_missing_faces_as_rejec
     assert rates["fnmr"] == pytest.approx(2 / 3)  # a voice pointing elsewhere, and a missing face
     assert rates["fmr"] == pytest.approx(1 / 2)
     assert trials.door_rates(threshold=5.0, min_modality_llr=-5.0)["fnmr"] == pytest.approx(1 / 3)
+
+
+def test_avid_calibrate_writes_the_file_and_says_what_to_expect(tmp_path, monkeypatch, capsys):
+    from daemon.cli import main
+
+    root = build(tmp_path / "data")
+    monkeypatch.setenv("AVID_STATE_DIR", str(tmp_path / "state"))
+    assert main(["calibrate", str(root), "--target-fmr", "0.05", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    written = load_calibration(tmp_path / "state" / "calibration.json")
+    assert f"threshold {written['threshold']:.2f} nats" in out
+    assert f"expected false rejects {100 * written['expected_fnmr']:.1f} %" in out
+    two = written["door_one_to_one_by_enrol_utterances"]["2"]
+    assert (f"people enrolled from 2 utterances: {100 * two['enrolled_from_2']['fnmr']:.1f} % false rejects"
+            in out)

@@ -565,6 +565,27 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
     return result
 
 
+def operating_point_lines(result: dict) -> list[str]:
+    """What an installer reads after ``avid calibrate``: the threshold and the false rejects to
+    expect, for people enrolled from one utterance and from several."""
+    ci = result.get("fnmr_ci") or [None, None]
+    lines = [f"threshold {result['threshold']:.2f} nats for a false match rate of at most "
+             f"{result['target_fmr']:g} ({result['n_impostor']} impostor attempts"
+             f"{'' if result.get('supported') else ': too few to support it'})",
+             f"expected false rejects {100 * result['expected_fnmr']:.1f} % (95 % CI "
+             f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f} %) for people enrolled from one photo and one utterance"
+             if ci[0] is not None else
+             f"expected false rejects {100 * result['expected_fnmr']:.1f} % for people enrolled from one "
+             "photo and one utterance"]
+    for n, entry in sorted(result.get("door_one_to_one_by_enrol_utterances", {}).items()):
+        several, alone = entry.get(f"enrolled_from_{n}"), entry.get("enrolled_from_1")
+        if several and alone and several["n_genuine"]:
+            lines.append(f"people enrolled from {n} utterances: {100 * several['fnmr']:.1f} % false rejects "
+                         f"at this threshold, against {100 * alone['fnmr']:.1f} % for the same "
+                         f"{several['people']} people enrolled from one")
+    return lines
+
+
 def save_calibration(path, result: dict) -> None:
     """Write a calibration file atomically (JSON)."""
     write_atomic(path, (json.dumps(result, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
