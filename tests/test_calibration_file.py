@@ -98,3 +98,16 @@ def test_an_integer_where_a_float_is_expected_is_accepted(tmp_path):
     data = good()
     data["threshold"] = 7
     assert read_calibration_file(write(tmp_path, data)).threshold == 7.0
+
+
+def test_the_operating_point_carries_what_the_fit_expected_for_operators(tmp_path):
+    from daemon.config import Config
+    from daemon.fuse.calibration import REPORT_KEYS, load_operating_point
+
+    config = Config.model_validate({"state": {"directory": str(tmp_path / "state")}})
+    shipped = good()
+    point = load_operating_point(config, shipped["models"], SHIPPED)
+    assert point.source == str(SHIPPED)
+    assert set(point.report) == set(REPORT_KEYS)
+    assert point.report["door_one_to_one_by_enrol_utterances"] == shipped["door_one_to_one_by_enrol_utterances"]
+    assert point.report["expected_fnmr"] == shipped["expected_fnmr"]

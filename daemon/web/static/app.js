@@ -187,11 +187,18 @@ async function calibrationPage() {
   const pct = (x) => (typeof x === "number" ? `${(100 * x).toFixed(2)} %` : x);
   const fnmr = Array.isArray(cal.fnmr_ci) && cal.fnmr_ci.length === 2
     ? `${pct(cal.expected_fnmr)} (95 % CI ${pct(cal.fnmr_ci[0])} - ${pct(cal.fnmr_ci[1])})` : pct(cal.expected_fnmr);
+  // The same people enrolled from n sentences and from one, on the same attempts, at this threshold.
+  const byEnrolment = Object.entries(cal.door_one_to_one_by_enrol_utterances || {}).flatMap(([n, e]) => {
+    const several = e[`enrolled_from_${n}`], alone = e.enrolled_from_1;
+    return several && alone && several.n_genuine
+      ? [[`false rejects, people enrolled from ${n} sentences`,
+          `${pct(several.fnmr)} (the same ${several.people} people from one: ${pct(alone.fnmr)})`]] : [];
+  });
   fill($("cal-point"), [
     ["threshold (fused LLR)", c.config.threshold ?? cal.threshold ?? "built-in default"],
     ["runner-up margin", c.config.margin ?? cal.margin ?? "built-in default"],
     ["target FMR", typeof cal.target_fmr === "number" ? cal.target_fmr.toExponential(0) : cal.target_fmr],
-    ["expected FNMR", fnmr], ["calibrated", cal.created],
+    ["expected FNMR", fnmr], ...byEnrolment, ["calibrated", cal.created],
     ["face / voice weight", `${c.config.face_weight} / ${c.config.voice_weight}`],
     ["missing modality", c.config.missing_modality], ["calibration file", c.calibration_file]]);
   $("cal-note").textContent = c.calibration_note || "";
