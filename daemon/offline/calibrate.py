@@ -568,15 +568,13 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
 def operating_point_lines(result: dict) -> list[str]:
     """What an installer reads after ``avid calibrate``: the threshold and the false rejects to
     expect, for people enrolled from one utterance and from several."""
-    ci = result.get("fnmr_ci") or [None, None]
+    ci = result.get("fnmr_ci")
+    interval = f" (95 % CI {100 * ci[0]:.1f}-{100 * ci[1]:.1f} %)" if ci else ""
     lines = [f"threshold {result['threshold']:.2f} nats for a false match rate of at most "
              f"{result['target_fmr']:g} ({result['n_impostor']} impostor attempts"
              f"{'' if result.get('supported') else ': too few to support it'})",
-             f"expected false rejects {100 * result['expected_fnmr']:.1f} % (95 % CI "
-             f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f} %) for people enrolled from one photo and one utterance"
-             if ci[0] is not None else
-             f"expected false rejects {100 * result['expected_fnmr']:.1f} % for people enrolled from one "
-             "photo and one utterance"]
+             f"expected false rejects {100 * result['expected_fnmr']:.1f} %{interval} for people enrolled "
+             "from one photo and one utterance"]
     for n, entry in sorted(result.get("door_one_to_one_by_enrol_utterances", {}).items()):
         several, alone = entry.get(f"enrolled_from_{n}"), entry.get("enrolled_from_1")
         if several and alone and several["n_genuine"]:

@@ -290,9 +290,9 @@ def make_chimeras(faces: dict[str, list[tuple[str, bool]]], voices: dict[str, li
     attempts; speakers with no unit left for an attempt are left out. The pairing of faces and
     speakers depends only on ``seed`` and the speakers given.
     """
-    held = max(voice_enrol_units, voice_held_units or 0)
     if voice_enrol_units < 1:
         raise ValueError(f"voice_enrol_units must be >= 1, got {voice_enrol_units}")
+    held = max(voice_enrol_units, voice_held_units or 0)
     rng = random.Random(f"chimeras-{seed}")
     face_pool = []
     for identity, images in sorted(faces.items()):
