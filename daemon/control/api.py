@@ -22,7 +22,8 @@ class DoorAdmin(Protocol):
         ``enrolled`` (a count), ``models`` (fingerprint), ``devices``, ``suspended``,
         ``last_decisions`` (a list of dicts with the decision log line's fields) and
         ``operating_point`` (``threshold``, ``margin``, ``min_modality_llr``, ``calibration`` (the
-        file) and the file's ``target_fmr``, ``expected_fnmr``, ``fnmr_ci``, ``created``)."""
+        file) and the file's ``target_fmr``, ``expected_fnmr``, ``fnmr_ci``,
+        ``door_one_to_one_by_enrol_utterances``, ``created``)."""
 
     def list_people(self) -> list[dict]:
         """``[{"name": ..., "face_samples": n, "voice_samples": n, "digit_recordings": n}, ...]``
