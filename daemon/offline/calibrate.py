@@ -38,6 +38,7 @@ import logging
 import math
 import random
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -550,6 +551,7 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
         errors = int(round((rates["fnmr"] or 0.0) * rates["n_genuine"]))
         rates["fnmr_ci"] = list(clopper_pearson(errors, rates["n_genuine"])) if rates["n_genuine"] else None
         rates["people"] = len(chimeras)
+        rates["people_by_voice_source"] = dict(sorted(Counter(c.voice_source for c in chimeras).items()))
         by_enrolment.setdefault(str(n), {})[f"enrolled_from_{units}"] = rates
     result["door_one_to_one_by_enrol_utterances"] = by_enrolment
     for n, entry in by_enrolment.items():
