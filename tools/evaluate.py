@@ -191,6 +191,17 @@ def by_source(trials, scores) -> dict:
     return found
 
 
+def trial_figures(trials, scores) -> dict:
+    """EER, FNMR at FMR 1e-2 and 1e-3, EER per source and trial counts of scored trials (the
+    development studies' comparison figures)."""
+    s, g, _ = trial_arrays(trials, scores)
+    return {"eer": metrics.eer(s[g], s[~g]).eer,
+            "fnmr_at_fmr_1e-2": metrics.fnmr_at_fmr(s[g], s[~g], 1e-2).fnmr,
+            "fnmr_at_fmr_1e-3": metrics.fnmr_at_fmr(s[g], s[~g], 1e-3).fnmr,
+            "by_source_eer": {name: entry.get("eer") for name, entry in by_source(trials, s).items()},
+            "n_genuine": int(g.sum()), "n_impostor": int((~g).sum())}
+
+
 def evaluate_faces(data: DataSet, emb, seed: int, n_boot: int, curves: dict, histograms: dict) -> dict:
     result = {}
     keys = data.face_files

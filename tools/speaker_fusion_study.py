@@ -47,7 +47,6 @@ import evaluate  # noqa: E402
 from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav  # noqa: E402
 from daemon.embed.mel import mel_filterbank  # noqa: E402
 from daemon.offline import calibrate as cal  # noqa: E402
-from daemon.offline import metrics  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
 from daemon.offline.fitting import cllr, fit_calibration  # noqa: E402
 from daemon.offline.embeddings import CUTS, Embeddings, VoiceSegment, extract, segments_of, speech_of  # noqa: E402
@@ -171,15 +170,6 @@ def second_embeddings(emb: Embeddings, data, pipeline, encoder: SecondEncoder, c
     return Embeddings(emb.faces, segments, emb.units)
 
 
-def _figures(trials, scores) -> dict:
-    s, g, _ = evaluate.trial_arrays(trials, scores)
-    by_source = evaluate.by_source(trials, scores)
-    return {"eer": metrics.eer(s[g], s[~g]).eer,
-            "fnmr_at_fmr_1e-3": metrics.fnmr_at_fmr(s[g], s[~g], 1e-3).fnmr,
-            "by_source_eer": {name: entry.get("eer") for name, entry in by_source.items()},
-            "n_genuine": int(g.sum()), "n_impostor": int((~g).sum())}
-
-
 def _group_scores(groups, emb, cut):
     return [cal.voice_scores(trials, emb, cut, backend) for trials, backend in groups]
 
@@ -214,12 +204,13 @@ def study_seed(units, cohort, shipped: Embeddings, second: Embeddings, seed: int
     chosen = [min(WEIGHTS, key=lambda w: other_half_cllr(i, w)) for i in range(2)]
     shipped_llr = [calibrated(i, 0.0)[0] for i in range(2)]
     fused_llr = [calibrated(i, chosen[i])[0] for i in range(2)]
-    result = {"shipped": _figures(trials, np.concatenate(first)),
-              "second": _figures(trials, np.concatenate(other)),
-              "shipped_calibrated": _figures(trials, np.concatenate(shipped_llr)),
-              "fused": _figures(trials, np.concatenate(fused_llr)),
+    result = {"shipped": evaluate.trial_figures(trials, np.concatenate(first)),
+              "second": evaluate.trial_figures(trials, np.concatenate(other)),
+              "shipped_calibrated": evaluate.trial_figures(trials, np.concatenate(shipped_llr)),
+              "fused": evaluate.trial_figures(trials, np.concatenate(fused_llr)),
               "fused_weight_chosen_on_other_half": chosen,
-              "fused_by_fixed_weight": {str(w): _figures(trials, np.concatenate(first) + w * np.concatenate(other))["eer"]
+              "fused_by_fixed_weight": {str(w): evaluate.trial_figures(
+                  trials, np.concatenate(first) + w * np.concatenate(other))["eer"]
                                         for w in WEIGHTS}}
     return result
 
