@@ -7,7 +7,6 @@ Only hardware is replaced: the frame and audio sources (subclasses of the real
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from pathlib import Path
@@ -15,36 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon.capture.audio import read_wav, room_tone
+from daemon.capture.audio import room_tone
 from daemon.capture.base import Pacer, ThreadedSource
 from daemon.config import Config
+from tools.scenes import DEMO, FPS, clip_audio, clip_frames  # noqa: F401 (the tests take them from here)
 
-DEMO = Path(__file__).resolve().parent.parent / "daemon" / "demo_data"
-FPS = 15.0
 BLOCK = 480  # 30 ms
-
-
-@functools.lru_cache(maxsize=None)
-def clip_frames(clip: str) -> tuple[np.ndarray, ...]:
-    """The clip's frames resampled to 15 fps."""
-    capture = cv2.VideoCapture(str(DEMO / clip / "video.mpg"))
-    source_fps = capture.get(cv2.CAP_PROP_FPS)
-    frames, index, emitted = [], 0, 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        while emitted / FPS <= index / source_fps:
-            frames.append(frame)
-            emitted += 1
-        index += 1
-    capture.release()
-    return tuple(frames)
-
-
-@functools.lru_cache(maxsize=None)
-def clip_audio(clip: str) -> np.ndarray:
-    return read_wav(DEMO / clip / "audio_16k.wav")
 
 
 def scene(clip: str, lead_seconds: float = 1.0, tail_seconds: float = 2.0):

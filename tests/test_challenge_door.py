@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from daemon.capture.audio import read_wav, room_tone
-from daemon.challenge import ChallengeParams, DigitTemplates, new_challenge
+from daemon.challenge import ChallengeParams, DigitTemplates
 from daemon.state.templates import Person
-from door_harness import (FPS, initialised, ScriptedAudio, ScriptedFrames, clip_audio, clip_frames, door_config,
+from door_harness import (initialised, ScriptedAudio, ScriptedFrames, clip_audio, clip_frames, door_config,
                           enrol_alice, scene)
 from tests.shared_data import DATA
+from tools.scenes import answering_scene, spoken  # noqa: F401 (test_commission takes the scene from here)
 
 CLIP = "s1_bbaf4p"  # alice, not used for enrolment
 
@@ -64,39 +65,6 @@ def test_door_without_prompt_device_warns_that_replay_is_not_stopped(tmp_path, p
         door = build_door(initialised(door_config(tmp_path / "state")), pipeline=pipeline)
     assert door.challenge is None and not door.policy.challenge_required
     assert "replayed" in caplog.text or "NOT stopped" in caplog.text
-
-
-def spoken(speaker: str, digit: str, take: int) -> np.ndarray:
-    """A free-spoken-digit take at a door microphone's level."""
-    samples = read_wav(DATA / "voices" / "fsdd" / speaker / f"{digit}_{take}.wav")
-    return samples * np.float32(0.3 / np.abs(samples).max())
-
-
-def answering_scene(seed: int, speaker: str = "theo"):
-    """A person who answers: alice's face (GRID s1), at rest between answers and speaking during
-    them, and ``speaker``'s own recordings of the prompted digits 0.45 s after each prompt."""
-    params = ChallengeParams()
-    challenge = new_challenge(params, rng=random.Random(seed))
-    frames = clip_frames(CLIP)
-    # In this clip s1's mouth rests in frames 0-3 (opening about 0.03) and opens and closes in
-    # frames 17-26 (0.003-0.13), measured with the door's own landmarks.
-    rest, speaking = frames[:4], frames[17:27]
-    length = challenge.ends_at(params) + 2.0
-    bed = room_tone(clip_audio(CLIP), int(length * 16000))
-    answers = []
-    for i, prompt in enumerate(challenge.prompts):
-        take = spoken(speaker, prompt.digit, 4 + i)
-        start = prompt.at + 0.45
-        at = int(start * 16000)
-        bed[at:at + take.size] += take
-        answers.append((start - 0.1, start + take.size / 16000 + 0.1))
-    video = []
-    for k in range(int(length * FPS)):
-        t = k / FPS
-        inside = [a for a, b in answers if a <= t <= b]
-        video.append(speaking[int((t - inside[0]) * FPS) % len(speaking)] if inside
-                     else rest[k % len(rest)])
-    return video, bed
 
 
 def enrol_theo(pipeline, config) -> None:

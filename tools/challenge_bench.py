@@ -36,63 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from daemon.capture.audio import read_wav, room_tone  # noqa: E402
+from daemon.capture.audio import room_tone  # noqa: E402
 from daemon.challenge import ChallengeParams, DigitTemplates, new_challenge  # noqa: E402
+from tools.scenes import ANSWERING_CLIP, FPS, answering_scene, clip_audio, clip_frames, spoken  # noqa: E402
 from daemon.challenge.verify import judge_challenge, template_content  # noqa: E402
 
 log = logging.getLogger("challenge_bench")
-DEMO = REPO / "daemon" / "demo_data"
-FSDD = REPO.parent / "shared" / "data" / "voices" / "fsdd"
-FPS = 15.0
-CLIP = "s1_bbaf4p"
-
-
-def clip_frames(clip: str) -> list[np.ndarray]:
-    """The bundled clip's frames at 15 fps."""
-    capture = cv2.VideoCapture(str(DEMO / clip / "video.mpg"))
-    source_fps = capture.get(cv2.CAP_PROP_FPS)
-    frames, index, emitted = [], 0, 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        while emitted / FPS <= index / source_fps:
-            frames.append(frame)
-            emitted += 1
-        index += 1
-    capture.release()
-    return frames
-
-
-def spoken(speaker: str, digit: str, take: int) -> np.ndarray:
-    """A free-spoken-digit take at a door microphone's level."""
-    samples = read_wav(FSDD / speaker / f"{digit}_{take}.wav")
-    return samples * np.float32(0.3 / np.abs(samples).max())
-
-
-def answering_scene(seed: int, speaker: str = "theo", latency_s: float = 0.45):
-    """Frames and audio of a person answering the challenge drawn with ``seed`` (see the module
-    doc); in this clip the mouth rests in frames 0-3 and opens and closes in frames 17-26."""
-    params = ChallengeParams()
-    challenge = new_challenge(params, rng=random.Random(seed))
-    frames = clip_frames(CLIP)
-    rest, speaking = frames[:4], frames[17:27]
-    length = challenge.ends_at(params) + 2.0
-    audio = room_tone(read_wav(DEMO / CLIP / "audio_16k.wav"), int(length * 16000))
-    answers = []
-    for i, prompt in enumerate(challenge.prompts):
-        take = spoken(speaker, prompt.digit, 4 + i % 6)
-        start = prompt.at + latency_s
-        at = int(start * 16000)
-        audio[at:at + take.size] += take
-        answers.append((start - 0.1, start + take.size / 16000 + 0.1))
-    video = []
-    for k in range(int(length * FPS)):
-        t = k / FPS
-        inside = [a for a, b in answers if a <= t <= b]
-        video.append(speaking[int((t - inside[0]) * FPS) % len(speaking)] if inside
-                     else rest[k % len(rest)])
-    return video, audio
 
 
 def write_scene(folder: Path, video: list[np.ndarray], audio: np.ndarray) -> tuple[Path, Path]:
@@ -125,7 +74,7 @@ def enrol(pipeline, config, speaker: str = "theo") -> None:
     sentence = np.concatenate([spoken(speaker, d, n) for n in (0, 1) for d in "0123456789"])
     _, voice_file = write_scene(work / "enrol", [clip_frames("s1_bbaf2n")[8]], sentence)
     face, voice = enrol_from_files(pipeline, [photo], [voice_file])
-    tone = room_tone(read_wav(DEMO / CLIP / "audio_16k.wav"), 16000)
+    tone = room_tone(clip_audio(ANSWERING_CLIP), 16000)
     digits = DigitTemplates.from_recordings(
         (d, spoken(speaker, d, n) + tone[:spoken(speaker, d, n).size]) for d in "0123456789"
         for n in (0, 1))
