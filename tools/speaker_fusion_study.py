@@ -49,7 +49,8 @@ from daemon.embed.mel import mel_filterbank  # noqa: E402
 from daemon.offline import calibrate as cal  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
 from daemon.offline.fitting import cllr, fit_calibration  # noqa: E402
-from daemon.offline.embeddings import CUTS, Embeddings, VoiceSegment, extract, segments_of, speech_of  # noqa: E402
+from daemon.offline.embeddings import (CUTS, Embeddings, VoiceSegment, extract, speech_of,  # noqa: E402
+                                       unit_key, voiced_pieces)
 
 log = logging.getLogger("speaker_fusion_study")
 
@@ -149,17 +150,16 @@ def second_embeddings(emb: Embeddings, data, pipeline, encoder: SecondEncoder, c
         if all(f"{k}@full" in cached or emb.voice(k) is None for k in wanted):
             vectors.update({name: cached[name] for k in wanted for name in cached if name.startswith(k + "@")})
             continue
-        voiced = speech_of(pipeline, read_wav(data.path(key)))
-        source = Path(key).parts[1]
-        pieces = (segments_of(voiced, SEGMENT_SECONDS) or [voiced]) if source in cohort else [voiced]
+        segmented = Path(key).parts[1] in cohort
+        pieces = voiced_pieces(pipeline, data.path(key), SEGMENT_SECONDS if segmented else None)
         for index, piece in enumerate(pieces):
-            unit_key = f"{key}#{index}" if source in cohort else key
+            name = unit_key(key, index, segmented)
             piece = piece[:limit]
-            if piece.size == 0 or emb.voices.get(unit_key) is None:
+            if piece.size == 0 or emb.voices.get(name) is None:
                 continue
             for cut, seconds in CUTS.items():
                 n = piece.size if seconds is None else int(seconds * SAMPLE_RATE_HZ)
-                vectors[f"{unit_key}@{cut}"] = encoder.embed(piece[:n])
+                vectors[f"{name}@{cut}"] = encoder.embed(piece[:n])
         if number % 100 == 0:
             log.info("second encoder: %d of %d recordings", number, len(files))
     np.savez(cache_file, **vectors)

@@ -56,11 +56,12 @@ for folder in (REPO, REPO / "tools"):
 
 import bench  # noqa: E402
 import evaluate  # noqa: E402
-from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav  # noqa: E402
+from daemon.capture.audio import SAMPLE_RATE_HZ  # noqa: E402
 from daemon.embed.voice_windows import VoiceWindows, WINDOW_SAMPLES  # noqa: E402
 from daemon.offline import calibrate as cal  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
-from daemon.offline.embeddings import CUTS, Embeddings, VoiceSegment, extract, segments_of, speech_of  # noqa: E402
+from daemon.offline.embeddings import (CUTS, Embeddings, VoiceSegment, extract, unit_key,  # noqa: E402
+                                       voiced_pieces)
 
 log = logging.getLogger("speaker_views_study")
 
@@ -77,6 +78,8 @@ COMBINATIONS = {
     "windows + reversed": ("windows", "reversed"),
     "windows + forward + reversed": ("windows", "forward", "reversed"),
 }
+#: Probe cuts scored (the evaluation's full probes, and the door's 3 s attempt cut).
+PROBE_CUTS = ("full", "3s")
 #: Enrolment-only rows: (enrolment views, probe views).
 ENROLMENT_ONLY = {"enrolment windows + forward + reversed, probe windows":
                   (("windows", "forward", "reversed"), ("windows",))}
@@ -124,12 +127,10 @@ def voiced_units(data, pipeline, emb: Embeddings) -> dict[str, np.ndarray]:
     limit = int(pipeline.max_speech_seconds * SAMPLE_RATE_HZ)
     audio = {}
     for key in data.voice_files:
-        source = Path(key).parts[1]
-        segment = SEGMENT_SECONDS if source in cohort else None
-        voiced = speech_of(pipeline, read_wav(data.path(key)))
-        pieces = (segments_of(voiced, segment) if segment else [voiced]) or [voiced]
+        segmented = Path(key).parts[1] in cohort
+        pieces = voiced_pieces(pipeline, data.path(key), SEGMENT_SECONDS if segmented else None)
         for i, piece in enumerate(pieces):
-            audio[f"{key}#{i}" if segment else key] = piece[:limit].astype(np.float32)
+            audio[unit_key(key, i, segmented)] = piece[:limit].astype(np.float32)
     missing = set(emb.voices) - set(audio)
     if missing:
         raise SystemExit(f"{len(missing)} voice units of the cache were not found again, e.g. {sorted(missing)[0]}")
@@ -146,11 +147,10 @@ def whole_utterance_views(audio: dict[str, np.ndarray], out: Path, venv: Path, w
         python = bench.baseline_python(venv)
         script = out / "views_worker.py"
         script.write_text(WORKER)
-        cuts = {name: seconds for name, seconds in CUTS.items()}
         jobs, parts = [], []
         for part in range(workers):
             part_file = out / f"views_part{part}.npz"
-            args = {"repo": str(REPO), "audio": str(audio_file), "out": str(part_file), "cuts": cuts,
+            args = {"repo": str(REPO), "audio": str(audio_file), "out": str(part_file), "cuts": dict(CUTS),
                     "part": part, "parts": workers, "first_frame": FIRST_FRAME}
             jobs.append(subprocess.Popen([str(python), str(script), json.dumps(args)]))
             parts.append(part_file)
@@ -186,8 +186,6 @@ def combined(emb: Embeddings, views: dict, names: tuple[str, ...]) -> Embeddings
         voices[key] = VoiceSegment(segment.seconds, cuts)
     return Embeddings(emb.faces, voices, emb.units)
 
-
-PROBE_CUTS = ("full", "3s")
 
 
 def symmetric(units, cohort, emb: Embeddings, seed: int) -> dict:

@@ -198,17 +198,27 @@ def segments_of(voiced: np.ndarray, segment_seconds: float) -> list[np.ndarray]:
     return [p for p in pieces if p.size == n or p.size >= MIN_SENTENCE_SECONDS * SAMPLE_RATE_HZ]
 
 
-def compute_voice(pipeline, path: Path, segment_seconds: float | None) -> list[VoiceSegment]:
-    """The units of one recording: the whole of it, or its segments when ``segment_seconds``."""
+def voiced_pieces(pipeline, path: Path, segment_seconds: float | None) -> list[np.ndarray]:
+    """The voiced audio of one recording's units: the whole of its speech, or its segments when
+    ``segment_seconds`` (keyed by :func:`unit_key`); an unreadable file is one unit without speech."""
     try:
         voiced = speech_of(pipeline, read_wav(path))
     except SourceError as exc:
         log.warning("%s", exc)
-        return [VoiceSegment(0.0, {name: None for name in CUTS})]
+        return [np.zeros(0, np.float32)]
     pieces = segments_of(voiced, segment_seconds) if segment_seconds else [voiced]
-    if not pieces:
-        pieces = [voiced]
-    return [VoiceSegment(p.size / SAMPLE_RATE_HZ, embed_cuts(pipeline, p)) for p in pieces]
+    return pieces or [voiced]
+
+
+def unit_key(file_key: str, index: int, segmented: bool) -> str:
+    """The key of a recording's ``index``-th unit: the file's own, or ``<file>#<index>`` for segments."""
+    return f"{file_key}#{index}" if segmented else file_key
+
+
+def compute_voice(pipeline, path: Path, segment_seconds: float | None) -> list[VoiceSegment]:
+    """The units of one recording: the whole of it, or its segments when ``segment_seconds``."""
+    return [VoiceSegment(p.size / SAMPLE_RATE_HZ, embed_cuts(pipeline, p))
+            for p in voiced_pieces(pipeline, path, segment_seconds)]
 
 
 def _voice_to_arrays(segments: list[VoiceSegment]) -> dict:
@@ -284,9 +294,9 @@ def extract(pipeline, data: DataSet, cache_dir: Path | None = None, progress: Pr
                 found = compute_voice(pipeline, path, segment_seconds)
                 cache.put(sha, kind, _voice_to_arrays(found))
             for i, segment in enumerate(found):
-                unit_key = f"{key}#{i}" if segment_seconds else key
-                segments[unit_key] = segment
-                units.append(VoiceUnit(unit_key, source, speaker, segment.seconds,
+                name = unit_key(key, i, bool(segment_seconds))
+                segments[name] = segment
+                units.append(VoiceUnit(name, source, speaker, segment.seconds,
                                        segment.embeddings["full"] is not None))
     log.info("embeddings: %d faces, %d voice units (%d files from the cache)",
              len(face_records), len(units), hits)
