@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python tools/speaker_views_study.py ../shared/data --cache out/eval/cache \\
-        --out out/views-study [--seeds 1 2 3 4 5] [--fused]
+        --out out/views-study [--seeds 1 2 3 4 5] [--fused [--fused-seeds 1 11 21]]
 
 Issue #14 asks for a one-shot voice EER <= 2.5 % on the development data; the shipped encoder
 (Resemblyzer's GE2E, 3 x 256 LSTM, run on 1.6 s windows whose embeddings are averaged) gives
@@ -27,7 +27,8 @@ alike (and, as a separate row, for enrolment only: what a door that keeps its de
 would get). Everything else is the evaluation's own protocol: the door's VAD and 6 s limit, one
 enrolment utterance, identity-disjoint halves each scored through a voice back-end fitted on the
 other half *of the same views*, the same trials. ``--fused`` also runs the evaluation's fused
-protocol (10 splits) with the views, faces unchanged.
+protocol (10 splits from each of ``--fused-seeds``: 1 is the evaluation's, 11 and 21 give ten
+other splits each) with the views, faces unchanged.
 
 The two passes run with the original PyTorch network (Resemblyzer 0.1.4), in the venv that
 ``tools/bench.py`` makes for its baseline (created here on first use), not with a TFLite model:
@@ -244,9 +245,9 @@ def window_ms(pipeline, voiced: np.ndarray, repeats: int = 50) -> float:
     return statistics.median(times) * 1000
 
 
-def fused_figures(data, emb: Embeddings) -> dict:
-    """The evaluation's fused figures (seed 1, 10 splits) that the voice feeds."""
-    fused, _ = evaluate.evaluate_fused(data, emb, 1, 0, 1e-4, 10, 5000, {}, {}, 10)
+def fused_figures(data, emb: Embeddings, seed: int) -> dict:
+    """The evaluation's fused figures (10 splits from ``seed``) that the voice feeds."""
+    fused, _ = evaluate.evaluate_fused(data, emb, seed, 0, 1e-4, 10, 5000, {}, {}, 10)
     door = fused["door_by_enrol_utterances"]["2"]
     return {"eer": fused["eer"], "fnmr_at_fmr_1e-3": fused["fnmr_at_fmr"]["1e-3"]["fnmr"],
             "fnmr_at_fmr_1e-4": fused["fnmr_at_fmr"]["1e-4"]["fnmr"],
@@ -264,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True, help="tools/evaluate.py's cache folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--fused", action="store_true", help="also run the fused protocol (seed 1)")
+    parser.add_argument("--fused", action="store_true", help="also run the fused protocol")
+    parser.add_argument("--fused-seeds", type=int, nargs="+", default=[1],
+                        help="first split seed of each fused run (10 splits each)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the PyTorch passes")
     parser.add_argument("--venv", type=Path, default=bench.DEFAULT_BASELINE_VENV,
                         help="venv with Resemblyzer and PyTorch (tools/bench.py's baseline venv)")
@@ -313,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                for key in ("eer", "speechocean762_eer", "fnmr_at_fmr_1e-3", "fnmr_at_fmr_1e-2")}
         for name in names}
     if args.fused:
-        result["fused_seed_1"] = {name: fused_figures(data, built[name])
-                                  for name in ("windows (shipped)", "windows + forward + reversed")}
+        result["fused_by_seed"] = {
+            str(seed): {name: fused_figures(data, built[name], seed)
+                        for name in ("windows (shipped)", "windows + forward + reversed")}
+            for seed in args.fused_seeds}
     (args.out / "speaker_views.json").write_text(json.dumps(result, indent=1) + "\n")
 
     seeds = list(result["seeds"])
@@ -327,12 +332,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{mean['fnmr_at_fmr_1e-3']:6.1%} {mean['fnmr_at_fmr_1e-2']:6.1%}")
     print(f"frames per utterance: windows {frames['windows']:.0f}, one whole pass {frames['one_whole_pass']:.0f}; "
           f"shipped model {per_window:.1f} ms per 160 frames")
-    for name, entry in result.get("fused_seed_1", {}).items():
-        print(f"fused (seed 1, 10 splits) {name}: EER {entry['eer']:.2%}, FNMR at 1e-3 {entry['fnmr_at_fmr_1e-3']:.2%}, "
-              f"at 1e-4 {entry['fnmr_at_fmr_1e-4']:.2%}; door FRR enrolled from 1 / 2 utterances "
-              f"{entry['door_frr_enrolled_from_1']:.2%} / {entry['door_frr_enrolled_from_2']:.2%}, false accepts "
-              f"{entry['door_false_accepts_enrolled_from_1']} / {entry['door_false_accepts_enrolled_from_2']} "
-              f"of {entry['door_impostor_trials']}")
+    for seed, by_name in result.get("fused_by_seed", {}).items():
+        for name, entry in by_name.items():
+            print(f"fused (splits {seed}-{int(seed) + 9}) {name}: EER {entry['eer']:.2%}, FNMR at 1e-3 "
+                  f"{entry['fnmr_at_fmr_1e-3']:.2%}, at 1e-4 {entry['fnmr_at_fmr_1e-4']:.2%}; door FRR enrolled "
+                  f"from 1 / 2 utterances {entry['door_frr_enrolled_from_1']:.2%} / "
+                  f"{entry['door_frr_enrolled_from_2']:.2%}, false accepts "
+                  f"{entry['door_false_accepts_enrolled_from_1']} / {entry['door_false_accepts_enrolled_from_2']} "
+                  f"of {entry['door_impostor_trials']}")
     return 0
 
 
