@@ -58,7 +58,8 @@ for folder in (REPO, REPO / "tools"):
 import bench  # noqa: E402
 import evaluate  # noqa: E402
 from daemon.capture.audio import SAMPLE_RATE_HZ  # noqa: E402
-from daemon.embed.voice_windows import VoiceWindows, WINDOW_SAMPLES  # noqa: E402
+from daemon.embed.mel import HOP_LENGTH  # noqa: E402
+from daemon.embed.voice_windows import WINDOW_FRAMES, WINDOW_SAMPLES, VoiceWindows  # noqa: E402
 from daemon.offline import calibrate as cal  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
 from daemon.offline.embeddings import (CUTS, Embeddings, VoiceSegment, extract, unit_key,  # noqa: E402
@@ -200,21 +201,10 @@ def enrolment_only(units, cohort, enrol: Embeddings, probe: Embeddings, seed: in
     """As :func:`symmetric`, with templates from ``enrol`` and probes from ``probe`` (the back-end
     fitted on the probes' embeddings of the other half)."""
     groups = evaluate.crossfit_trials(units, probe, 1, seed, cohort)
-    return {cut: _enrolment_only_cut(groups, enrol, probe, cut) for cut in PROBE_CUTS}
-
-
-def _enrolment_only_cut(groups, enrol: Embeddings, probe: Embeddings, cut: str) -> dict:
-    trials, scores = [], []
-    for group, backend in groups:
-        templates = {}
-        for trial in group:
-            if trial.enrol not in templates:
-                templates[trial.enrol] = backend.apply(cal.centroid([enrol.voice(k) for k in trial.enrol]))
-            vector = probe.voice(trial.probe, cut)
-            scores.append(cal.MISSING_COSINE if vector is None else
-                          cal.cosine(backend.apply(vector), templates[trial.enrol]))
-            trials.append(trial)
-    return evaluate.trial_figures(trials, np.array(scores))
+    trials = [trial for group, _ in groups for trial in group]
+    return {cut: evaluate.trial_figures(trials, np.concatenate(
+        [cal.voice_scores(group, probe, cut, backend, enrol_emb=enrol) for group, backend in groups]))
+        for cut in PROBE_CUTS}
 
 
 def _speechocean(figures: dict) -> float:
@@ -228,8 +218,8 @@ def frames_read(audio: dict[str, np.ndarray], max_seconds: float) -> dict:
         if voiced.size == 0:
             continue
         windows = VoiceWindows(max_seconds)
-        window_frames.append(160 * len(windows.add(voiced) + windows.finish()))
-        whole_frames.append(voiced.size // 160 + 1)
+        window_frames.append(WINDOW_FRAMES * len(windows.add(voiced) + windows.finish()))
+        whole_frames.append(voiced.size // HOP_LENGTH + 1)
     return {"windows": float(np.mean(window_frames)), "one_whole_pass": float(np.mean(whole_frames))}
 
 

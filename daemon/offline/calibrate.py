@@ -162,14 +162,16 @@ def face_usable(trials: list[Trial], emb: Embeddings) -> np.ndarray:
 
 
 def voice_scores(trials: list[Trial], emb: Embeddings, cut: str = "full",
-                 backend: VoiceBackend | None = None) -> np.ndarray:
+                 backend: VoiceBackend | None = None, enrol_emb: Embeddings | None = None) -> np.ndarray:
     """Cosine of the enrolment template and the probe cut to ``cut`` (both through ``backend``,
-    as :func:`daemon.fuse.fusion.score_candidates` scores them); missing probe → minimum."""
+    as :func:`daemon.fuse.fusion.score_candidates` scores them); missing probe → minimum.
+    Templates come from ``enrol_emb`` when given (another embedding recipe for enrolment)."""
+    enrol_emb = emb if enrol_emb is None else enrol_emb
     templates: dict[tuple[str, ...], np.ndarray] = {}
     scores = np.empty(len(trials))
     for i, trial in enumerate(trials):
         if trial.enrol not in templates:
-            template = centroid([emb.voice(k) for k in trial.enrol])
+            template = centroid([enrol_emb.voice(k) for k in trial.enrol])
             templates[trial.enrol] = backend.apply(template) if backend is not None else template
         probe = emb.voice(trial.probe, cut)
         if probe is not None and backend is not None:
