@@ -12,10 +12,12 @@ from daemon.errors import ConfigError
 from daemon.fuse.fusion import Candidate
 from daemon.pipeline import Pipeline
 from daemon.offline.calibrate import (
-    MIN_MARGIN, FusedTrials, OpenSetAttempt, calibrate, fit_margin, fusion_params, hardest_impostors,
-    load_calibration, open_set_rates, open_set_threshold, save_calibration,
+    MIN_MARGIN, MODALITY_ATTACKS, FusedTrials, OpenSetAttempt, calibrate, chimeras_for, fit_margin,
+    fit_system, fusion_params, hardest_impostors, load_calibration, modality_attack_trials, open_set_rates,
+    open_set_threshold, save_calibration,
 )
-from daemon.offline.dataset import Chimera
+from daemon.offline.dataset import Chimera, scan
+from daemon.offline.embeddings import extract
 from daemon.offline.fitting import fit_calibration, fit_operating_point
 from tiny_data import build
 
@@ -195,6 +197,48 @@ def test_door_rates_apply_the_per_modality_rule_and_count_missing_faces_as_rejec
     assert rates["fnmr"] == pytest.approx(2 / 3)  # a voice pointing elsewhere, and a missing face
     assert rates["fmr"] == pytest.approx(1 / 2)
     assert trials.door_rates(threshold=5.0, min_modality_llr=-5.0)["fnmr"] == pytest.approx(1 / 3)
+
+
+def test_reject_reasons_name_the_first_rule_that_refuses_each_genuine_attempt():
+    nan = float("nan")
+    trials = FusedTrials(
+        scores=np.array([9.0, 2.0, 9.0, 9.0, -20.0, 9.0, 9.0]),
+        genuine=np.array([True, True, True, True, True, True, False]),
+        subjects=["a"] * 7, n_missing=1,
+        missing=np.array([False, False, False, False, True, False, False]),
+        face_llr=np.array([12.0, -1.0, -0.5, 11.0, nan, 10.0, 10.0]),
+        voice_llr=np.array([-3.0, -2.0, -1.0, 2.0, nan, -0.5, -3.0]))
+    reasons = trials.door_reject_reasons(threshold=5.0, min_modality_llr=0.0)
+    # under the threshold comes first even when a modality is negative too; then the face; the
+    # impostor attempt (last) is not a reject at all
+    assert reasons == {"voice_mismatch": 2, "no_match": 1, "face_mismatch": 1, "input": 1}
+    assert sum(reasons.values()) == round(trials.door_rates(5.0, 0.0)["fnmr"] * 6)
+    lowered = trials.door_reject_reasons(threshold=5.0, min_modality_llr=-1.0)
+    assert lowered == {"voice_mismatch": 1, "no_match": 1, "input": 1}
+    assert list(trials.door_accepts(5.0, -np.inf)) == [True, False, True, True, False, True, True]
+
+
+def test_modality_attacks_carry_one_modality_of_the_person_attacked(tmp_path):
+    data = scan(build(tmp_path / "data"))
+    emb = extract(Pipeline(), data, tmp_path / "cache")
+    chimeras = chimeras_for(data, emb, 1)
+    cohort = data.cohort_sources()
+    fit = fit_system(data, emb, 1e-2, 1, rounds=20)
+    attacks = modality_attack_trials(chimeras, emb, fit.params, cohort, seed=1, others_per_person=3)
+    assert set(attacks) == set(MODALITY_ATTACKS)
+    own_face, own_voice = attacks["own_face_other_voice"], attacks["other_face_own_voice"]
+    assert own_face.scores.size == own_voice.scores.size > 0 and not own_face.genuine.any()
+    by_name = {c.name: c for c in chimeras}
+    for subject, probe in zip(own_face.subjects, own_face.probes):
+        assert subject != probe and by_name[subject].compatible(by_name[probe], cohort)
+    scored = ~own_face.missing & ~own_voice.missing
+    # the attacked person's own face scores like a genuine face, the other's voice like an impostor's
+    assert np.median(own_face.face_llr[scored]) > 0 > np.median(own_face.voice_llr[scored])
+    assert np.median(own_voice.voice_llr[scored]) > 0 > np.median(own_voice.face_llr[scored])
+    # without the per-modality rule more of them get through, never fewer
+    threshold = fit.operating_point.threshold
+    for trials in attacks.values():
+        assert trials.door_accepts(threshold, -np.inf).sum() >= trials.door_accepts(threshold, 0.0).sum()
 
 
 def test_avid_calibrate_writes_the_file_and_says_what_to_expect(tmp_path, monkeypatch, capsys):

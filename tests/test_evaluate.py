@@ -100,6 +100,27 @@ def test_fused_figures_come_from_repeated_disjoint_splits(evaluation):
     assert "FNMR at FMR 1e-4 is reported only" in (out / "report.md").read_text()
 
 
+def test_false_rejects_have_reasons_and_one_modality_attacks_are_measured(evaluation):
+    _, out, m = evaluation
+    fused = m["fused"]
+    reasons = fused["door"]["false_reject_reasons"]
+    assert sum(reasons[k] for k in ("input", "no_match", "face_mismatch", "voice_mismatch")) == \
+        fused["door"]["false_reject"]["errors"]
+    attacks = fused["modality_attacks"]
+    by_level = attacks["by_min_modality_llr"]
+    assert set(by_level) == {"none", "0", "-1", "-2", "-4"} and attacks["shipped_min_modality_llr"] == 0.0
+    # the shipped level is the door's own rule: the same counts as fused.door
+    assert by_level["0"]["false_reject"]["errors"] == fused["door"]["false_reject"]["errors"]
+    assert by_level["0"]["false_accept"]["errors"] == fused["door"]["false_accept"]["errors"]
+    order = ["0", "-1", "-2", "-4", "none"]  # each level lets through at least what a stricter one does
+    for kind in ("false_accept", "own_face_other_voice", "other_face_own_voice"):
+        counts = [by_level[level][kind]["errors"] for level in order]
+        assert counts == sorted(counts) and by_level["0"][kind]["trials"] > 0
+    rejects = [by_level[level]["false_reject"]["errors"] for level in order]
+    assert rejects == sorted(rejects, reverse=True)
+    assert "One-modality attacks" in (out / "report.md").read_text()
+
+
 def test_open_set_early_accepts_and_failures_have_their_own_keys(evaluation):
     _, _, m = evaluation
     fused = m["fused"]

@@ -437,6 +437,51 @@ def _door_by_enrolment_result(counts: dict) -> dict:
     return result
 
 
+#: min_modality_llr levels the evaluation compares (None: no such rule), the shipped one included.
+MIN_MODALITY_LEVELS = (None, 0.0, -1.0, -2.0, -4.0)
+
+
+def _level_name(level: float | None) -> str:
+    return "none" if level is None else f"{level:g}"
+
+
+def _min_modality_trade(test, emb, fit, cohort, fused, split_seed: int, trade: dict) -> None:
+    """Door false rejects, false accepts and acceptances of one-modality attacks
+    (:func:`daemon.offline.calibrate.modality_attack_trials`) at the split's threshold, for each
+    level of ``min_modality_llr``. Adds to ``trade``."""
+    threshold = fit.operating_point.threshold
+    attacks = cal.modality_attack_trials(test, emb, fit.params, cohort, split_seed)
+    for level in MIN_MODALITY_LEVELS:
+        floor = -np.inf if level is None else level
+        c = trade[level]
+        accepted = fused.door_accepts(threshold, floor)
+        c["genuine"] += int(fused.genuine.sum())
+        c["false_rejects"] += int((fused.genuine & ~accepted).sum())
+        c["impostor"] += int((~fused.genuine).sum())
+        c["false_accepts"] += int((~fused.genuine & accepted).sum())
+        for kind, trials in attacks.items():
+            c[f"{kind}_trials"] += trials.scores.size
+            c[f"{kind}_accepts"] += int(trials.door_accepts(threshold, floor).sum())
+
+
+def _min_modality_trade_result(trade: dict, shipped: float) -> dict:
+    result = {"shipped_min_modality_llr": shipped, "by_min_modality_llr": {}}
+    for level, c in trade.items():
+        entry = {"false_reject": _rate(c["false_rejects"], c["genuine"]),
+                 "false_accept": _rate(c["false_accepts"], c["impostor"])}
+        for kind in cal.MODALITY_ATTACKS:
+            entry[kind] = _rate(c[f"{kind}_accepts"], c[f"{kind}_trials"])
+        result["by_min_modality_llr"][_level_name(level)] = entry
+    result["protocol"] = ("the fused protocol's test chimeras at each split's fitted threshold, pooled; "
+                          "own_face_other_voice: the enrolled person's face image of an attempt with the "
+                          "utterance of another compatible chimera's attempt (an attacker with the person's "
+                          "photo who speaks); other_face_own_voice: the reverse (an attacker who plays the "
+                          "person's recorded voice); 20 others per person, attempts paired in turn; one-to-one "
+                          "against the person attacked; liveness not applied (it is the first defence "
+                          "against both)")
+    return result
+
+
 def _early_rates(test, emb, fit, cohort, margin: float, min_speech_seconds: float) -> dict:
     """FMR of decide_early on impostor attempts whose probe is cut to 1 s and 2 s of speech."""
     found = {}
@@ -469,6 +514,8 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
     open_counts = {g: Counter() for g in GALLERY_SIZES}
     early = {cut: Counter() for cut in ("1s", "2s")}
     by_enrolment: dict = {}
+    reject_reasons: Counter = Counter()
+    trade = {level: Counter() for level in MIN_MODALITY_LEVELS}
     first = None
     for k in range(splits):
         split_seed = seed + k
@@ -486,6 +533,8 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
         door_imp += door["n_impostor"]
         door_fr += int(round(door["fnmr"] * door["n_genuine"]))
         door_fa += int(round(door["fmr"] * door["n_impostor"]))
+        reject_reasons.update(fused.door_reject_reasons(fit.operating_point.threshold))
+        _min_modality_trade(test, emb, fit, cohort, fused, split_seed, trade)
         for kind, genuine in zip(fused.failures, fused.genuine):
             if kind:
                 failures[kind] += 1
@@ -540,7 +589,14 @@ def evaluate_fused(data: DataSet, emb, seed: int, n_boot: int, target_fmr: float
     result["door"] = {"false_reject": _rate(door_fr, door_gen), "false_accept": _rate(door_fa, door_imp),
                       "note": "decide()'s one-to-one rule at each split's fitted threshold (fused score, "
                               "and each modality's LLR >= min_modality_llr), pooled over splits"}
+    result["door"]["false_reject_reasons"] = {
+        **{reason: reject_reasons.get(reason, 0) for reason in ("input", "no_match", "face_mismatch",
+                                                                 "voice_mismatch")},
+        "note": "each false reject counted once, by the first rule decide() refuses it with: input (no "
+                "face, face too small, no speech), no_match (fused score under the threshold), "
+                "face_mismatch / voice_mismatch (that modality's LLR under min_modality_llr)"}
     result["door_frr"] = result["door"]["false_reject"]["rate"]
+    result["modality_attacks"] = _min_modality_trade_result(trade, decision.min_modality_llr)
     result["door_by_enrol_utterances"] = _door_by_enrolment_result(by_enrolment)
     result["open_set_far_by_gallery"] = {}
     for g, c in open_counts.items():
@@ -726,6 +782,10 @@ def _fused_lines(fused: dict) -> list[str]:
           f"{_rate_text(entry['enrolled_from_1']['false_accept'], 3)}"
           for n, entry in fused.get("door_by_enrol_utterances", {}).items()
           if f"enrolled_from_{n}" in entry and "enrolled_from_1" in entry),
+        "- Why the door refused genuine attempts: " + ", ".join(
+            f"{reason} {count}" for reason, count in door.get("false_reject_reasons", {}).items()
+            if reason != "note"),
+        *_attack_lines(fused.get("modality_attacks")),
         f"- Attempts denied for their input (failures of their own kind, all splits): "
         f"{fused['failures']['by_kind']} (genuine: {fused['failures']['genuine_by_kind']})",
         "- Open set (strangers accepted as anyone, pooled over splits): " + "; ".join(
@@ -736,6 +796,18 @@ def _fused_lines(fused: dict) -> list[str]:
                                      for s, v in early["fmr_by_probe_seconds"].items()),
         "", _fmr_rows(fused), "",
         "FNMR at FMR 1e-4 is reported only with at least 30000 impostor trials.", ""]
+    return lines
+
+
+def _attack_lines(attacks: dict | None) -> list[str]:
+    if not attacks:
+        return []
+    lines = ["- One-modality attacks and `min_modality_llr` (the shipped level is "
+             f"{attacks['shipped_min_modality_llr']:g}): false rejects / false accepts / the person's own "
+             "face with another's voice accepted / another's face with the person's own voice accepted"]
+    for level, entry in attacks["by_min_modality_llr"].items():
+        lines.append(f"  - {level}: {_rate_text(entry['false_reject'])} / {_rate_text(entry['false_accept'], 3)} / "
+                     f"{_rate_text(entry['own_face_other_voice'])} / {_rate_text(entry['other_face_own_voice'])}")
     return lines
 
 

@@ -231,6 +231,11 @@ def enrolled_person(chimera: Chimera, emb: Embeddings) -> Person:
                   voice=np.stack([emb.voice(key) for key in chimera.voice_enrolment]))
 
 
+def _rule_level(min_modality_llr: float | None) -> float:
+    """``min_modality_llr``, or the door policy's default when None."""
+    return Policy(threshold=0.0, margin=0.0).min_modality_llr if min_modality_llr is None else min_modality_llr
+
+
 @dataclass
 class FusedTrials:
     """Fused verification scores of chimeric attempts, with subjects (the enrolled chimera)."""
@@ -245,15 +250,38 @@ class FusedTrials:
     failures: list[str] = dataclasses.field(default_factory=list)  # the problem reported; "" if scored
     probes: list[str] = dataclasses.field(default_factory=list)  # the chimera making each attempt
 
-    def door_rates(self, threshold: float, min_modality_llr: float | None = None) -> dict:
-        """FMR and FNMR of one-to-one attempts decided as :func:`decide` would with one person
-        enrolled: the fused score reaches the threshold and each modality's LLR reaches
-        ``min_modality_llr`` (the policy's default when None)."""
-        if min_modality_llr is None:
-            min_modality_llr = Policy(threshold=threshold, margin=0.0).min_modality_llr
+    def door_accepts(self, threshold: float, min_modality_llr: float | None = None) -> np.ndarray:
+        """Which attempts :func:`decide` would accept with one person enrolled: the fused score
+        reaches the threshold and each modality's LLR reaches ``min_modality_llr`` (the policy's
+        default when None; ``-inf`` for no such rule)."""
+        min_modality_llr = _rule_level(min_modality_llr)
         with np.errstate(invalid="ignore"):
-            accepted = ((self.scores >= threshold) & ~self.missing
-                        & (self.face_llr >= min_modality_llr) & (self.voice_llr >= min_modality_llr))
+            return ((self.scores >= threshold) & ~self.missing
+                    & (self.face_llr >= min_modality_llr) & (self.voice_llr >= min_modality_llr))
+
+    def door_reject_reasons(self, threshold: float, min_modality_llr: float | None = None) -> Counter:
+        """Why the genuine attempts :meth:`door_accepts` refuses are refused, each by the first rule
+        :func:`decide` applies: ``input`` (no face, a face too small, no speech), ``no_match``
+        (fused score under the threshold), ``face_mismatch`` / ``voice_mismatch`` (that modality's
+        LLR under ``min_modality_llr``)."""
+        min_modality_llr = _rule_level(min_modality_llr)
+        reasons: Counter = Counter()
+        refused = self.genuine & ~self.door_accepts(threshold, min_modality_llr)
+        for i in np.flatnonzero(refused):
+            if self.missing[i]:
+                reasons["input"] += 1
+            elif not self.scores[i] >= threshold:
+                reasons["no_match"] += 1
+            elif not self.face_llr[i] >= min_modality_llr:
+                reasons["face_mismatch"] += 1
+            else:
+                reasons["voice_mismatch"] += 1
+        return reasons
+
+    def door_rates(self, threshold: float, min_modality_llr: float | None = None) -> dict:
+        """FMR and FNMR of one-to-one attempts decided as :meth:`door_accepts` decides them."""
+        min_modality_llr = _rule_level(min_modality_llr)
+        accepted = self.door_accepts(threshold, min_modality_llr)
         impostor = ~self.genuine
         return {"threshold": float(threshold), "min_modality_llr": float(min_modality_llr),
                 "fmr": float(np.mean(accepted[impostor])) if impostor.any() else None,
@@ -293,6 +321,54 @@ def fused_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
         scores[missing] = np.min(scores[~missing]) if (~missing).any() else 0.0
     return FusedTrials(scores, np.array(genuine, bool), subjects, int(missing.sum()), missing,
                        np.array(face_llr, np.float64), np.array(voice_llr, np.float64), failures, probes)
+
+
+#: The two halves of an attack on one modality: the enrolled person's own face (a photo, a replayed
+#: video) with another person's voice, and another person's face with the enrolled person's own
+#: (recorded) voice.
+MODALITY_ATTACKS = ("own_face_other_voice", "other_face_own_voice")
+
+
+def modality_attack_trials(chimeras: list[Chimera], emb: Embeddings, params: FusionParams,
+                           cohort: frozenset[str], seed: int, others_per_person: int = 20,
+                           cut: str = ATTEMPT_CUT) -> dict[str, FusedTrials]:
+    """Attacks that carry one modality of the enrolled person, scored against that person only.
+
+    For each chimera P and up to ``others_per_person`` compatible chimeras Q (seeded choice), P's
+    attempts are paired in turn with Q's: ``own_face_other_voice`` takes the face image of P's
+    attempt and the utterance of Q's (an attacker holding P's photo who speaks), and
+    ``other_face_own_voice`` the reverse (an attacker who plays P's recorded voice). Every trial is
+    an impostor trial (``genuine`` all False); :meth:`FusedTrials.door_accepts` says which the door
+    would accept. This is what ``min_modality_llr`` is for: under such an attack one modality's
+    evidence is as strong as a genuine attempt's, so only the other one can refuse it."""
+    rng = random.Random(seed)
+    people = {c.name: enrolled_person(c, emb) for c in chimeras}
+    found: dict[str, dict[str, list]] = {kind: {"scores": [], "face": [], "voice": [], "missing": [],
+                                                "subjects": [], "probes": []} for kind in MODALITY_ATTACKS}
+    for person in chimeras:
+        others = [c for c in chimeras if c is not person and c.compatible(person, cohort)]
+        for other in rng.sample(others, min(others_per_person, len(others))):
+            for (own_face, own_voice), (other_face, other_voice) in zip(person.attempts, other.attempts):
+                for kind, (face_key, voice_key) in zip(MODALITY_ATTACKS, ((own_face, other_voice),
+                                                                           (other_face, own_voice))):
+                    attempt = attempt_input(emb, face_key, voice_key, cut)
+                    scored = score_evidence(attempt, [people[person.name]], params) if not attempt.problems else []
+                    entry = found[kind]
+                    entry["scores"].append(scored[0].fused if scored else np.nan)
+                    entry["face"].append(scored[0].face_llr if scored else np.nan)
+                    entry["voice"].append(scored[0].voice_llr if scored else np.nan)
+                    entry["missing"].append(not scored)
+                    entry["subjects"].append(person.name)
+                    entry["probes"].append(other.name)
+    trials = {}
+    for kind, entry in found.items():
+        scores = np.array(entry["scores"], np.float64)
+        missing = np.array(entry["missing"], bool)
+        scores[missing] = -np.inf
+        trials[kind] = FusedTrials(scores, np.zeros(scores.size, bool), entry["subjects"], int(missing.sum()),
+                                   missing, np.array(entry["face"], np.float64),
+                                   np.array(entry["voice"], np.float64), probes=entry["probes"])
+    return trials
 
 
 #: Enrolments from several utterances the door's rule is also tested with (the door asks for three).
