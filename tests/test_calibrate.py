@@ -14,7 +14,7 @@ from daemon.pipeline import Pipeline
 from daemon.offline.calibrate import (
     MIN_MARGIN, MODALITY_ATTACKS, FusedTrials, OpenSetAttempt, calibrate, chimeras_for, fit_margin,
     fit_system, fusion_params, hardest_impostors, load_calibration, modality_attack_trials, open_set_rates,
-    open_set_threshold, save_calibration,
+    open_set_threshold, operating_point_lines, save_calibration,
 )
 from daemon.offline.dataset import Chimera, scan
 from daemon.offline.embeddings import extract
@@ -171,6 +171,8 @@ def test_calibrate_on_real_files_gives_a_usable_file(tmp_path):
     worst = result["hardest_impostors"]
     assert worst and [w["fused"] for w in worst] == sorted((w["fused"] for w in worst), reverse=True)
     assert all(w["probe"]["face"] != w["enrolled"]["face"] for w in worst)
+    door = result["door_one_to_one"]
+    assert sum(door["false_reject_reasons"].values()) == round(door["fnmr"] * door["n_genuine"])
     two = result["door_one_to_one_by_enrol_utterances"]["2"]
     assert two["enrolled_from_2"]["threshold"] == result["threshold"]
     assert two["enrolled_from_2"]["n_genuine"] == two["enrolled_from_1"]["n_genuine"] > 0
@@ -239,6 +241,21 @@ def test_modality_attacks_carry_one_modality_of_the_person_attacked(tmp_path):
     threshold = fit.operating_point.threshold
     for trials in attacks.values():
         assert trials.door_accepts(threshold, -np.inf).sum() >= trials.door_accepts(threshold, 0.0).sum()
+
+
+def test_the_installer_reads_why_the_door_refuses_people():
+    result = {"threshold": 9.2, "target_fmr": 1e-4, "n_impostor": 45196, "supported": True,
+              "expected_fnmr": 0.07, "fnmr_ci": [0.05, 0.1],
+              "door_one_to_one": {"fnmr": 27 / 366, "n_genuine": 366,
+                                  "false_reject_reasons": {"no_match": 5, "voice_mismatch": 20, "input": 2}}}
+    lines = operating_point_lines(result)
+    why = [line for line in lines if line.startswith("the door's rule refuses 7.4 % of them: ")]
+    assert len(why) == 1
+    # the commonest reason first, each named for the installer
+    assert why[0].index("20 with a voice that alone points elsewhere (decision.min_modality_llr)") \
+        < why[0].index("5 under the threshold") < why[0].index("2 without a usable face or speech")
+    del result["door_one_to_one"]["false_reject_reasons"]  # a file written before the reasons existed
+    assert not any(line.startswith("the door's rule refuses") for line in operating_point_lines(result))
 
 
 def test_avid_calibrate_writes_the_file_and_says_what_to_expect(tmp_path, monkeypatch, capsys):

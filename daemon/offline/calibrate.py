@@ -609,7 +609,9 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
         "expected_fnmr": point.fnmr, "fnmr_ci": [point.fnmr_ci[0], point.fnmr_ci[1]],
         "observed_fmr": point.fmr, "supported": point.supported,
         "verification_threshold": fit.verification_threshold, "open_set_threshold": fit.open_set_threshold,
-        "door_one_to_one": fit.fused.door_rates(point.threshold),
+        "door_one_to_one": {**fit.fused.door_rates(point.threshold),
+                            "false_reject_reasons": dict(sorted(
+                                fit.fused.door_reject_reasons(point.threshold).items()))},
         "hardest_impostors": hardest_impostors(fit.fused, fit.chimeras),
         "n_genuine": point.n_genuine, "n_impostor": point.n_impostor,
         "open_set": {"gallery_size": gallery_size, **fit.open_set,
@@ -645,6 +647,12 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
     return result
 
 
+#: How ``avid calibrate`` names the reasons of :meth:`FusedTrials.door_reject_reasons`.
+REASON_TEXT = {"voice_mismatch": "with a voice that alone points elsewhere (decision.min_modality_llr)",
+               "face_mismatch": "with a face that alone points elsewhere (decision.min_modality_llr)",
+               "no_match": "under the threshold", "input": "without a usable face or speech"}
+
+
 def operating_point_lines(result: dict) -> list[str]:
     """What an installer reads after ``avid calibrate``: the threshold and the false rejects to
     expect, for people enrolled from one utterance and from several."""
@@ -655,6 +663,12 @@ def operating_point_lines(result: dict) -> list[str]:
              f"{'' if result.get('supported') else ': too few to support it'})",
              f"expected false rejects {100 * result['expected_fnmr']:.1f} %{interval} for people enrolled "
              "from one photo and one utterance"]
+    door = result.get("door_one_to_one") or {}
+    reasons = door.get("false_reject_reasons")
+    if reasons and door.get("n_genuine"):
+        lines.append(f"the door's rule refuses {100 * door['fnmr']:.1f} % of them: " + ", ".join(
+            f"{count} {REASON_TEXT.get(reason, reason)}" for reason, count in
+            sorted(reasons.items(), key=lambda kv: -kv[1])) + f" (of {door['n_genuine']} attempts)")
     for n, entry in sorted(result.get("door_one_to_one_by_enrol_utterances", {}).items()):
         several, alone = entry.get(f"enrolled_from_{n}"), entry.get("enrolled_from_1")
         if several and alone and several["n_genuine"]:
