@@ -45,3 +45,39 @@ def test_frames_read_counts_the_door_windows_and_one_whole_pass():
     n_windows = len(windows.add(voiced) + windows.finish())
     frames = frames_read({"a": voiced, "silent": np.zeros(0, np.float32)}, 6.0)
     assert frames == {"windows": 160.0 * n_windows, "one_whole_pass": 301.0}
+
+
+def test_the_shipped_model_views_are_speaker_embeddings_of_their_own():
+    from pathlib import Path
+
+    from daemon.capture.audio import read_wav
+    from daemon.detect.vad import voiced_audio
+    from daemon.embed.speaker_encoder import EMBEDDING_SIZE
+    from daemon.embed.voice_windows import STEP_SAMPLES
+    from daemon.pipeline import Pipeline
+    from tools.speaker_views_study import window_views
+
+    demo = Path(__file__).resolve().parents[1] / "daemon" / "demo_data"
+    pipeline = Pipeline()
+
+    def voiced(*clips):  # GRID sentences are short: two of one speaker make one utterance
+        return np.concatenate([piece for clip in clips for piece in
+                               voiced_audio(read_wav(demo / clip / "audio_16k.wav"), pipeline.vad.segmenter())])
+
+    same_a, same_b = voiced("s1_bbaf2n", "s1_bbaf4p"), voiced("s1_bbaf3s", "s1_bbaf5a")
+    other = voiced("gridX_lwbsza_lwbsza")
+    views = {name: window_views(pipeline, v) for name, v in
+             (("a", same_a), ("b", same_b), ("other", other))}
+    for found in views.values():
+        assert set(found) == {"reversed windows", "half-step windows"}
+        for vector in found.values():
+            assert vector.shape == (EMBEDDING_SIZE,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+    door = pipeline.embed_voiced(same_a)
+    # read backwards, the windows are another view, not the door's embedding again
+    assert float(door @ views["a"]["reversed windows"]) < 0.999
+    # and each view still tells the speakers apart: the same speaker's other sentence is closer
+    for name in ("reversed windows", "half-step windows"):
+        assert float(views["a"][name] @ views["b"][name]) > float(views["a"][name] @ views["other"][name])
+    # too short for a window between the door's own: no half-step view
+    short = same_a[:STEP_SAMPLES // 2 + 16000 - 1]
+    assert set(window_views(pipeline, short)) == {"reversed windows"}

@@ -30,6 +30,14 @@ other half *of the same views*, the same trials. ``--fused`` also runs the evalu
 protocol (10 splits from each of ``--fused-seeds``: 1 is the evaluation's, 11 and 21 give ten
 other splits each) with the views, faces unchanged.
 
+Two cheaper views need no other model: the shipped TFLite window model run on
+
+``reversed windows``
+    each of the door's windows read backwards (its mel frames in reverse order): one more
+    encoder call per window, nothing else;
+``half-step windows``
+    the door's window grid shifted by half a step (windows between the door's own).
+
 The two passes run with the original PyTorch network (Resemblyzer 0.1.4), in the venv that
 ``tools/bench.py`` makes for its baseline (created here on first use), not with a TFLite model:
 the door has no whole-utterance model yet. Their cost is estimated from the shipped model's
@@ -79,12 +87,18 @@ COMBINATIONS = {
     "windows + forward": ("windows", "forward"),
     "windows + reversed": ("windows", "reversed"),
     "windows + forward + reversed": ("windows", "forward", "reversed"),
+    "windows + reversed windows": ("windows", "reversed windows"),
+    "windows + reversed windows + half-step windows": ("windows", "reversed windows", "half-step windows"),
 }
+#: Combinations also run through the fused protocol with ``--fused``.
+FUSED_COMBINATIONS = ("windows (shipped)", "windows + forward + reversed", "windows + reversed windows")
 #: Probe cuts scored (the evaluation's full probes, and the door's 3 s attempt cut).
 PROBE_CUTS = ("full", "3s")
 #: Enrolment-only rows: (enrolment views, probe views).
 ENROLMENT_ONLY = {"enrolment windows + forward + reversed, probe windows":
-                  (("windows", "forward", "reversed"), ("windows",))}
+                  (("windows", "forward", "reversed"), ("windows",)),
+                  "enrolment windows + reversed windows, probe windows":
+                  (("windows", "reversed windows"), ("windows",))}
 
 WORKER = r'''
 import json, sys
@@ -171,6 +185,52 @@ def whole_utterance_views(audio: dict[str, np.ndarray], out: Path, venv: Path, w
             key, cut, view = name.split("@")
             views[(key.replace("|", "/"), cut, view)] = found[name].astype(np.float32)
     return views
+
+
+def window_views(pipeline, voiced: np.ndarray) -> dict[str, np.ndarray]:
+    """The shipped model's two extra views of one voiced utterance (unit vectors): the door's
+    windows read backwards, and a window grid shifted by half a step (absent when the audio is too
+    short for a shifted window)."""
+    from daemon.embed.mel import mel_spectrogram, normalize_volume
+    from daemon.embed.speaker_encoder import mean_embedding
+    from daemon.embed.voice_windows import STEP_SAMPLES
+
+    def windows(samples):
+        grid = VoiceWindows(pipeline.max_speech_seconds)
+        return grid.add(samples) + grid.finish()
+
+    def mels(chunks):
+        return [mel_spectrogram(normalize_volume(chunk))[:WINDOW_FRAMES] for chunk in chunks]
+
+    found = {}
+    door = mels(windows(voiced))
+    if door:
+        found["reversed windows"] = mean_embedding(
+            [pipeline.speaker_encoder.embed_window(np.ascontiguousarray(m[::-1])) for m in door])
+    half = STEP_SAMPLES // 2
+    shifted = windows(voiced[half:]) if voiced.size > half + SAMPLE_RATE_HZ else []
+    if shifted:
+        found["half-step windows"] = mean_embedding([pipeline.speaker_encoder.embed_window(m)
+                                                     for m in mels(shifted)])
+    return found
+
+
+def shipped_model_views(pipeline, audio: dict[str, np.ndarray], out: Path) -> dict:
+    """{(unit key, cut, view): unit vector} of :func:`window_views` for every cut (cached in ``out``)."""
+    cache = out / "window_views_cache.npz"
+    if not cache.exists():
+        found = {}
+        for key, voiced in audio.items():
+            for cut, seconds in CUTS.items():
+                piece = voiced if seconds is None else voiced[:int(seconds * SAMPLE_RATE_HZ)]
+                if piece.size < SAMPLE_RATE_HZ // 2:
+                    continue
+                for view, vector in window_views(pipeline, piece).items():
+                    found[f"{key.replace('/', '|')}@{cut}@{view}"] = vector
+        np.savez(cache, **found)
+    with np.load(cache) as found:
+        return {(name.split("@")[0].replace("|", "/"), *name.split("@")[1:]): found[name].astype(np.float32)
+                for name in found.files}
 
 
 def combined(emb: Embeddings, views: dict, names: tuple[str, ...]) -> Embeddings:
@@ -273,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     views = whole_utterance_views(audio, args.out, args.venv, args.workers)
     log.info("whole-utterance views of %d units ready in %.0f s", len(audio), time.monotonic() - started)
+    views.update(shipped_model_views(pipeline, audio, args.out))
     units, cohort = cal.sentence_units(emb), data.cohort_sources()
     built = {name: combined(emb, views, names) for name, names in COMBINATIONS.items()}
     frames = frames_read({u.key: audio[u.key] for u in units}, pipeline.max_speech_seconds)
@@ -280,13 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": "python tools/speaker_views_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "views": {"windows": "the door's (shipped TFLite model, evaluation cache)",
                         "forward": f"whole-utterance LSTM pass, mean of unit frame outputs from frame {FIRST_FRAME}",
-                        "reversed": "the same over the time-reversed utterance"},
+                        "reversed": "the same over the time-reversed utterance",
+                        "reversed windows": "the door's windows read backwards by the shipped TFLite model",
+                        "half-step windows": "the shipped model on a window grid shifted by half a step"},
               "protocol": "tools/evaluate.py's one-shot voice protocol (voice.eer) per seed, each "
                           "combination through its own cross-fitted back-end",
               "cost": {"frames_per_utterance": frames, "shipped_ms_per_160_frames": per_window,
                        "note": "the door's windows read `windows` frames; each whole-utterance view "
-                               "reads `one_whole_pass` more; milliseconds estimated at the shipped "
-                               "model's rate"},
+                               "reads `one_whole_pass` more, `reversed windows` `windows` more and "
+                               "`half-step windows` about `windows` more; milliseconds estimated at "
+                               "the shipped model's rate"},
               "seeds": {}}
     for seed in args.seeds:
         entry = {}
@@ -307,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names}
     if args.fused:
         result["fused_by_seed"] = {
-            str(seed): {name: fused_figures(data, built[name], seed)
-                        for name in ("windows (shipped)", "windows + forward + reversed")}
+            str(seed): {name: fused_figures(data, built[name], seed) for name in FUSED_COMBINATIONS}
             for seed in args.fused_seeds}
     (args.out / "speaker_views.json").write_text(json.dumps(result, indent=1) + "\n")
 
