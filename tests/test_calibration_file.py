@@ -111,3 +111,4 @@ def test_the_operating_point_carries_what_the_fit_expected_for_operators(tmp_pat
     assert set(point.report) == set(REPORT_KEYS)
     assert point.report["door_one_to_one_by_enrol_utterances"] == shipped["door_one_to_one_by_enrol_utterances"]
     assert point.report["expected_fnmr"] == shipped["expected_fnmr"]
+    assert point.report["door_one_to_one"]["false_reject_reasons"] == shipped["door_one_to_one"]["false_reject_reasons"]

@@ -19,13 +19,15 @@ def test_the_running_doors_operating_point_comes_first(tmp_path):
     config = config_in(tmp_path)
     by_enrolment = {"2": {"enrolled_from_2": {"fnmr": 0.02, "people": 40, "n_genuine": 80},
                           "enrolled_from_1": {"fnmr": 0.05, "people": 40, "n_genuine": 80}}}
+    door = {"fnmr": 0.03, "n_genuine": 100, "false_reject_reasons": {"no_match": 2, "voice_mismatch": 1}}
     point = {"threshold": 4.5, "margin": 4.6, "min_modality_llr": 0.0, "calibration": "/var/lib/avid/calibration.json",
              "target_fmr": 1e-4, "expected_fnmr": 0.03, "fnmr_ci": [0.02, 0.05], "created": "2026-12-03T10:00:00+00:00",
-             "door_one_to_one_by_enrol_utterances": by_enrolment}
+             "door_one_to_one_by_enrol_utterances": by_enrolment, "door_one_to_one": door}
     summary = calibration_summary(config, {"lock": "locked", "operating_point": point})
     assert summary["calibration"] == {"threshold": 4.5, "margin": 4.6, "target_fmr": 1e-4, "expected_fnmr": 0.03,
                                       "fnmr_ci": [0.02, 0.05], "created": "2026-12-03T10:00:00+00:00",
-                                      "door_one_to_one_by_enrol_utterances": by_enrolment}
+                                      "door_one_to_one_by_enrol_utterances": by_enrolment,
+                                      "door_one_to_one": door}
     assert summary["calibration_file"] == "/var/lib/avid/calibration.json"
     assert summary["calibration_note"] == "in use by the running door"
 
@@ -85,3 +87,8 @@ web:
     several, alone = two["enrolled_from_2"], two["enrolled_from_1"]
     assert (f"false rejects, people enrolled from 2 sentences\n{100 * several['fnmr']:.2f} % "
             f"(the same {several['people']} people from one: {100 * alone['fnmr']:.2f} %)") in rows, rows
+    # and why the fit's genuine attempts were refused at that threshold, commonest reason first
+    reasons = json.loads(SHIPPED_CALIBRATION.read_text())["door_one_to_one"]["false_reject_reasons"]
+    assert reasons == {"no_match": 24, "voice_mismatch": 3}
+    assert ("why they were refused\n24 under the threshold, 3 a voice that alone points elsewhere "
+            "(min_modality_llr)") in rows, rows

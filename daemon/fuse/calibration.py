@@ -160,7 +160,8 @@ class OperatingPoint:
 
 
 #: A calibration file's report keys an operator is shown beside the operating point in use.
-REPORT_KEYS = ("target_fmr", "expected_fnmr", "fnmr_ci", "door_one_to_one_by_enrol_utterances", "created")
+REPORT_KEYS = ("target_fmr", "expected_fnmr", "fnmr_ci", "door_one_to_one", "door_one_to_one_by_enrol_utterances",
+               "created")
 
 
 def load_operating_point(config, models_fingerprint: str, default_path: Path) -> OperatingPoint:

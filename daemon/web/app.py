@@ -394,7 +394,7 @@ async def _read_uploads(uploads: list, kind: str, max_files: int, max_bytes: int
     return contents
 
 
-_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "fnmr_ci",
+_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "fnmr_ci", "door_one_to_one",
                      "door_one_to_one_by_enrol_utterances", "created")
 
 

@@ -194,11 +194,18 @@ async function calibrationPage() {
       ? [[`false rejects, people enrolled from ${n} sentences`,
           `${pct(several.fnmr)} (the same ${several.people} people from one: ${pct(alone.fnmr)})`]] : [];
   });
+  // Why the door refused the genuine attempts of the fit at this threshold, commonest first.
+  const reasonText = {voice_mismatch: "a voice that alone points elsewhere (min_modality_llr)",
+                      face_mismatch: "a face that alone points elsewhere (min_modality_llr)",
+                      no_match: "under the threshold", input: "no usable face or speech"};
+  const reasons = Object.entries((cal.door_one_to_one || {}).false_reject_reasons || {})
+    .sort((a, b) => b[1] - a[1]).map(([reason, count]) => `${count} ${reasonText[reason] || reason}`);
+  const why = reasons.length ? [["why they were refused", reasons.join(", ")]] : [];
   fill($("cal-point"), [
     ["threshold (fused LLR)", c.config.threshold ?? cal.threshold ?? "built-in default"],
     ["runner-up margin", c.config.margin ?? cal.margin ?? "built-in default"],
     ["target FMR", typeof cal.target_fmr === "number" ? cal.target_fmr.toExponential(0) : cal.target_fmr],
-    ["expected FNMR", fnmr], ...byEnrolment, ["calibrated", cal.created],
+    ["expected FNMR", fnmr], ...why, ...byEnrolment, ["calibrated", cal.created],
     ["face / voice weight", `${c.config.face_weight} / ${c.config.voice_weight}`],
     ["missing modality", c.config.missing_modality], ["calibration file", c.calibration_file]]);
   $("cal-note").textContent = c.calibration_note || "";
