@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+for folder in (ROOT, ROOT / "tests"):  # the test harnesses import tools.scenes
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from control_harness import SocketFolder, build_replay, enrolment_files, replay_door_config  # noqa: E402
 from daemon.control.client import ControlClient  # noqa: E402

@@ -198,9 +198,11 @@ async function calibrationPage() {
   const reasonText = {voice_mismatch: "a voice that alone points elsewhere (min_modality_llr)",
                       face_mismatch: "a face that alone points elsewhere (min_modality_llr)",
                       no_match: "under the threshold", input: "no usable face or speech"};
-  const reasons = Object.entries((cal.door_one_to_one || {}).false_reject_reasons || {})
+  const door = cal.door_one_to_one || {};
+  const reasons = Object.entries(door.false_reject_reasons || {})
     .sort((a, b) => b[1] - a[1]).map(([reason, count]) => `${count} ${reasonText[reason] || reason}`);
-  const why = reasons.length ? [["why they were refused", reasons.join(", ")]] : [];
+  // The door's rule refuses a little more than the fused score alone (expected FNMR): the per-modality rule.
+  const why = reasons.length ? [["refused by the door's rule", `${pct(door.fnmr)}: ${reasons.join(", ")}`]] : [];
   fill($("cal-point"), [
     ["threshold (fused LLR)", c.config.threshold ?? cal.threshold ?? "built-in default"],
     ["runner-up margin", c.config.margin ?? cal.margin ?? "built-in default"],
