@@ -27,6 +27,7 @@ from daemon.config import Config, is_loopback
 from daemon.challenge.enrol import DIGIT_FILE
 from daemon.control.protocol import (MAX_DIGIT_FILE_BYTES, MAX_DIGIT_TAKES, MAX_FILE_BYTES, MAX_FILES,
                                      MAX_PAYLOAD_BYTES, ControlError)
+from daemon.fuse.calibration import REPORT_KEYS
 from daemon.inference.tflite import SHIPPED_CALIBRATION
 from daemon.web.auth import LoginBackoff, Sessions, read_passwords, verify_password
 from daemon.web.doorlink import DoorLink, LiveEnrolment
@@ -394,8 +395,8 @@ async def _read_uploads(uploads: list, kind: str, max_files: int, max_bytes: int
     return contents
 
 
-_CALIBRATION_KEYS = ("threshold", "margin", "target_fmr", "expected_fnmr", "fnmr_ci", "door_one_to_one",
-                     "door_one_to_one_by_enrol_utterances", "created")
+#: The operating point and what its fit expected: the same report keys the door gives operators.
+_CALIBRATION_KEYS = ("threshold", "margin", *REPORT_KEYS)
 
 
 def calibration_summary(config: Config, door_status: dict | None = None) -> dict:
