@@ -65,6 +65,18 @@ def test_a_backend_of_the_wrong_shape_is_refused_even_with_a_matching_hash(model
         load_voice_backend(folder)
 
 
+def test_a_backend_fitted_for_another_speaker_model_is_refused(models_copy):
+    folder, _ = models_copy
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backends"][BACKEND_NAME]["source"]["speaker_encoder_sha256"] == \
+        manifest["models"]["speaker_encoder"]["sha256"]
+    load_voice_backend(folder)
+    manifest["backends"][BACKEND_NAME]["source"]["speaker_encoder_sha256"] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="fitted for the speaker encoder"):
+        load_voice_backend(folder)
+
+
 def test_a_missing_backend_entry_is_refused(models_copy):
     folder, _ = models_copy
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -73,6 +73,12 @@ def load_voice_backend(models_dir: Path = DEFAULT_MODELS_DIR, manifest: dict | N
                          "fit one with tools/fit_voice_backend.py") from exc
     if not path.is_file():
         raise ModelError(f"{BACKEND_NAME}: file not found: {path}")
+    # A back-end maps one speaker model's embeddings; another model's would be scored wrongly.
+    fitted_for = (entry.get("source") or {}).get("speaker_encoder_sha256")
+    speaker_sha = ((manifest.get("models") or {}).get("speaker_encoder") or {}).get("sha256")
+    if fitted_for and speaker_sha and fitted_for != speaker_sha:
+        raise ModelError(f"{BACKEND_NAME}: fitted for the speaker encoder {fitted_for[:12]}..., but the "
+                         f"manifest's is {speaker_sha[:12]}...; fit it again with tools/fit_voice_backend.py")
     actual_sha = sha256_of(path)
     if actual_sha != expected_sha:
         raise ModelError(f"{BACKEND_NAME}: {path} has sha256 {actual_sha[:12]}..., the manifest expects "
