@@ -120,3 +120,19 @@ def test_chimeras_enrolled_from_several_utterances_are_tested_on_the_same_attemp
         assert not set(b.voice_enrolment) & {v for _, v in b.attempts}
     with pytest.raises(ValueError):
         make_chimeras(faces, voices, seed=5, voice_enrol_units=0)
+
+
+def test_without_voices_leaves_out_exactly_the_named_speakers(tmp_path):
+    data = scan(build(tmp_path / "data"))
+    speakers = sorted(f"{source}/{s}" for source, spk in data.voices.items() for s in spk)
+    left_out = speakers[:2]
+    kept = data.without_voices(left_out)
+    remaining = sorted(f"{source}/{s}" for source, spk in kept.voices.items() for s in spk)
+    assert remaining == speakers[2:]
+    assert kept.faces == data.faces and kept.lfw_pairs == data.lfw_pairs
+    assert not any(f.split("/")[1] + "/" + f.split("/")[2] in left_out for f in kept.voice_files)
+    # the original is untouched, and a source with nobody left disappears
+    assert sorted(f"{source}/{s}" for source, spk in data.voices.items() for s in spk) == speakers
+    whole_source = [f"fsdd/{s}" for s in data.voices["fsdd"]]
+    assert "fsdd" not in data.without_voices(whole_source).voices
+    assert data.without_voices([]).voices == data.voices

@@ -161,3 +161,24 @@ def test_the_door_is_also_tested_with_people_enrolled_from_several_utterances(ev
     assert three["enrolled_from_3"]["false_reject"]["trials"] == three["enrolled_from_1"]["false_reject"]["trials"]
     assert three["enrolled_from_3"]["people_per_split"] < several["people_per_split"]
     assert "enrolled from 2 utterances" in (out / "report.md").read_text()
+
+
+def test_voices_of_the_speakers_a_model_was_tuned_on_are_left_out(evaluation, tmp_path):
+    from daemon.inference.tflite import DEFAULT_MODELS_DIR
+    from tools.evaluate import speakers_trained_in
+
+    root, _, metrics = evaluation
+    assert speakers_trained_in(None) == frozenset()
+    manifest = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())
+    speakers = sorted(f"speechocean762/{p.name}" for p in (root / "voices/speechocean762").iterdir())[:2]
+    manifest["models"]["speaker_encoder"]["fine_tuned"] = {"speakers": speakers}
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "manifest.json").write_text(json.dumps(manifest))
+    assert speakers_trained_in(tuned) == set(speakers)
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--bootstrap", "0", "--rounds", "20", "--splits", "2",
+                 "--skip-liveness", "--leave-out-speakers-of", str(tuned)]) == 0
+    left = json.loads((out / "metrics.json").read_text())
+    assert left["voice"]["sentence_units"] < metrics["voice"]["sentence_units"]
+    assert left["face"]["lfw_accuracy"] == metrics["face"]["lfw_accuracy"]

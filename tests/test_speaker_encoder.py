@@ -160,3 +160,12 @@ def test_corrupt_model_is_refused(tmp_path):
     shutil.copy(REPO_ROOT / "models" / "manifest.json", tmp_path / "manifest.json")
     with pytest.raises(ModelError):
         SpeakerEncoder(tmp_path)
+
+
+def test_fine_tuned_speakers_come_from_the_manifest_entry(encoder):
+    from daemon.embed.speaker_encoder import fine_tuned_speakers
+
+    assert fine_tuned_speakers({}) == frozenset()
+    assert fine_tuned_speakers({"fine_tuned": {"speakers": ["a/1", "b/2"]}}) == {"a/1", "b/2"}
+    entry = read_manifest()["models"]["speaker_encoder"]
+    assert encoder.trained_on == fine_tuned_speakers(entry)

@@ -833,18 +833,32 @@ def write_report(out_dir: Path, result: dict, pairing: dict, command: str) -> No
     (out_dir / "report.md").write_text("\n".join(lines))
 
 
+def speakers_trained_in(models_dir) -> frozenset[str]:
+    """The speakers the speaker model of a models folder was fine-tuned on (none if no folder)."""
+    if models_dir is None:
+        return frozenset()
+    from daemon.embed.speaker_encoder import MODEL_NAME, fine_tuned_speakers
+    from daemon.inference.tflite import MANIFEST_NAME
+    manifest = json.loads((Path(models_dir) / MANIFEST_NAME).read_text())
+    return fine_tuned_speakers(manifest["models"][MODEL_NAME])
+
+
 def run(data_dir, out_dir, seed: int = 1, limit_face_identities: int | None = None,
         limit_voice_speakers: int | None = None, models_dir=None, workers: int = 1, n_boot: int = 200,
         target_fmr: float = 1e-4, gallery_size: int = 10, rounds: int = 5000, command: str = "",
-        splits: int = 10, liveness: bool = True) -> dict:
-    """Run the whole evaluation; write and return the metrics."""
+        splits: int = 10, liveness: bool = True, leave_out_speakers_of=None) -> dict:
+    """Run the whole evaluation; write and return the metrics. Voices of the speakers the
+    speaker model was fine-tuned on are left out, and those of the model in
+    ``leave_out_speakers_of`` (a models folder) too: to compare two models on the same people."""
     from daemon.pipeline import Pipeline
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = out_dir / "cache"
-    data = limit_data(scan(data_dir), limit_face_identities, limit_voice_speakers, seed)
     pipeline = Pipeline(models_dir=models_dir)
+    left_out = pipeline.speaker_encoder.trained_on | speakers_trained_in(leave_out_speakers_of)
+    data = limit_data(scan(data_dir).without_voices(left_out), limit_face_identities,
+                      limit_voice_speakers, seed)
     fingerprint_dir = cache_dir / pipeline_fingerprint(pipeline)
     cached_before = sum(1 for _ in fingerprint_dir.rglob("*.npz")) if fingerprint_dir.is_dir() else 0
     if workers > 1:
@@ -894,12 +908,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5000, help="simulated doors in the open-set test")
     parser.add_argument("--splits", type=int, default=10, help="identity-disjoint splits of the fused test")
     parser.add_argument("--skip-liveness", action="store_true", help="leave out tools/liveness_eval.py")
+    parser.add_argument("--leave-out-speakers-of", type=Path, default=None, metavar="MODELS_DIR",
+                        help="also leave out the speakers that folder's speaker model was fine-tuned on "
+                             "(to compare two speaker models on the same people)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     command = "python tools/evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv)
     run(args.data_dir, args.out, args.seed, args.limit_face_identities, args.limit_voice_speakers,
         args.models_dir, args.workers, args.bootstrap, args.target_fmr, args.gallery_size, args.rounds, command,
-        args.splits, not args.skip_liveness)
+        args.splits, not args.skip_liveness, args.leave_out_speakers_of)
     return 0
 
 

@@ -75,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.offline.embeddings import extract
     from daemon.pipeline import Pipeline
 
-    data = scan(args.data_dir)
-    emb = extract(Pipeline(models_dir=args.out, voice_backend=False), data, args.cache, faces=False)
+    pipeline = Pipeline(models_dir=args.out, voice_backend=False)
+    data = scan(args.data_dir).without_voices(pipeline.speaker_encoder.trained_on)
+    emb = extract(pipeline, data, args.cache, faces=False)
     rows, speakers = voice_backend_rows(emb)
     backend = fit_voice_backend(rows, speakers, args.shrinkage, wccn=not args.no_wccn)
     provenance = {"tool": "tools/fit_voice_backend.py", "commit": _commit(),
                   "data": str(Path(args.data_dir).resolve()), "data_half": "development only",
                   "rows": int(len(rows)), "speakers": len(set(speakers)), "cuts": list(BACKEND_TRAINING_CUTS),
                   "wccn": not args.no_wccn, "shrinkage": args.shrinkage,
+                  "speaker_encoder_sha256": pipeline.speaker_encoder.sha256,
+                  "speakers_left_out": len(pipeline.speaker_encoder.trained_on),
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     entry = write_backend(args.out, backend, provenance)
     print(json.dumps(entry, indent=1))

@@ -250,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.pipeline import Pipeline
 
     args.out.mkdir(parents=True, exist_ok=True)
-    data = scan(args.data_dir)
     pipeline = Pipeline()
+    data = scan(args.data_dir).without_voices(pipeline.speaker_encoder.trained_on)
     shipped = extract(pipeline, data, args.cache, faces=False)
     encoder = SecondEncoder(second_model_path())
     second = second_embeddings(shipped, data, pipeline, encoder, args.out / "second_encoder_cache.npz")

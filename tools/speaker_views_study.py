@@ -326,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     from daemon.pipeline import Pipeline
 
     args.out.mkdir(parents=True, exist_ok=True)
-    data = scan(args.data_dir)
     pipeline = Pipeline()
+    data = scan(args.data_dir).without_voices(pipeline.speaker_encoder.trained_on)
     emb = extract(pipeline, data, args.cache, faces=args.fused)
     audio = voiced_units(data, pipeline, emb)
     started = time.monotonic()

@@ -73,6 +73,12 @@ def mean_embedding(window_embeddings: np.ndarray) -> np.ndarray:
     return (mean / norm).astype(np.float32)
 
 
+def fine_tuned_speakers(entry: dict) -> frozenset[str]:
+    """The speakers (``source/speaker``) a speaker model's manifest entry says it was fine-tuned
+    on (none for the pretrained weights)."""
+    return frozenset(entry.get("fine_tuned", {}).get("speakers", ()))
+
+
 class SpeakerEncoder:
     """The verified speaker encoder model with Resemblyzer's windowing around it."""
 
@@ -93,6 +99,12 @@ class SpeakerEncoder:
     def model(self):
         """The loaded :class:`~daemon.inference.tflite.TFLiteModel`."""
         return self._model
+
+    @property
+    def trained_on(self) -> frozenset[str]:
+        """The development speakers (``source/speaker``) the model was fine-tuned on, from its
+        manifest entry (``fine_tuned.speakers``); the offline tools score no voice of theirs."""
+        return fine_tuned_speakers(self._model.entry)
 
     def embed_window(self, mel_window: np.ndarray) -> np.ndarray:
         """Embed one ``(160, 40)`` linear-power mel window; returns an L2-normalised ``(256,)``."""

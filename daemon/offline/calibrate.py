@@ -598,7 +598,7 @@ def calibrate(pipeline, data_dir, target_fmr: float = 1e-4, seed: int = 1, cache
               progress: Progress = no_progress, gallery_size: int = 10) -> dict:
     """Fit the calibration file's contents on every person of ``data_dir``; log the expected
     operating point and return the file's dictionary (see :func:`save_calibration`)."""
-    data = scan(data_dir)
+    data = scan(data_dir).without_voices(pipeline.speaker_encoder.trained_on)
     emb = extract(pipeline, data, cache_dir, progress)
     fit = fit_system(data, emb, target_fmr, seed, gallery_size=gallery_size, backend=pipeline.voice_backend)
     point = fit.operating_point

@@ -19,6 +19,7 @@ key (``<relative path>`` or ``<relative path>#<segment>``). Scoring them is left
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections import defaultdict
@@ -60,6 +61,20 @@ class DataSet:
     def voice_files(self) -> list[str]:
         """Every voice recording, as keys relative to the root."""
         return [f for spk in self.voices.values() for files in spk.values() for f in files]
+
+    def without_voices(self, identities) -> "DataSet":
+        """The same data without the recordings of the given speakers (``source/speaker``): the
+        speakers a fine-tuned speaker model was trained on, whose scores would flatter it."""
+        excluded = set(identities)
+        voices = {source: {speaker: files for speaker, files in speakers.items()
+                           if f"{source}/{speaker}" not in excluded}
+                  for source, speakers in self.voices.items()}
+        voices = {source: speakers for source, speakers in voices.items() if speakers}
+        dropped = sum(len(s) for s in self.voices.values()) - sum(len(s) for s in voices.values())
+        if dropped:
+            log.info("%s: %d speakers left out (the speaker model was trained on them), %d remain",
+                     self.root, dropped, sum(len(s) for s in voices.values()))
+        return dataclasses.replace(self, voices=voices)
 
     def cohort_sources(self) -> frozenset[str]:
         """Sentence sources where every speaker has exactly one recording (cut into segments)."""

@@ -1,6 +1,8 @@
 """Build the ``speaker_encoder`` model: Resemblyzer's GE2E voice encoder as one stateless TFLite file.
 
-Source: ``resemblyzer/pretrained.pt`` inside the PyPI wheel ``Resemblyzer==0.1.4`` (Apache-2.0).
+Source: ``resemblyzer/pretrained.pt`` inside the PyPI wheel ``Resemblyzer==0.1.4`` (Apache-2.0),
+or, with ``--fine-tune DATA_DIR``, those weights fine-tuned first on half of the development
+speakers (``tools/modelbuild/speaker_finetune.py``; measured, not shipped: docs/results.md).
 The network is a 3-layer LSTM(40 -> 256) whose last hidden state goes through Linear(256) + ReLU
 and L2 normalisation. It is rebuilt in TensorFlow as a *wavefront*: one WHILE loop of 162
 iterations, iteration ``d`` running frame ``d`` of layer 0, ``d - 1`` of layer 1 and ``d - 2`` of
@@ -347,12 +349,15 @@ def resemblyzer_reference(encoder, path: Path) -> dict:
 
 
 def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
-          write_references: bool = True) -> dict:
+          write_references: bool = True, fine_tuned: Path | None = None) -> dict:
     """Convert, quantize and measure the speaker encoder; return its manifest entry.
 
     Writes ``out_dir/speaker_encoder.tflite`` and the tests' reference files. With
     ``int8_layer0_recurrent`` layer 0's recurrent weights are quantized too (smaller, faster on a
     Pi, a little less faithful). ``write_references=False`` leaves tests/data alone.
+    ``fine_tuned``: a folder written by ``tools/modelbuild/speaker_finetune.py``; its checkpoint
+    replaces the wheel's weights (the reference is the same PyTorch code loading that checkpoint)
+    and its recipe, with the speakers trained on, goes into the entry as ``fine_tuned``.
     """
     import librosa
 
@@ -363,7 +368,18 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = fetch_wheel(work_dir) / PATH_IN_PACKAGE
+    pretrained = fetch_wheel(work_dir) / PATH_IN_PACKAGE
+    recipe = None
+    checkpoint = pretrained
+    if fine_tuned is not None:
+        from tools.modelbuild.speaker_finetune import CHECKPOINT_NAME, RECIPE_NAME
+
+        checkpoint = Path(fine_tuned) / CHECKPOINT_NAME
+        recipe = json.loads((Path(fine_tuned) / RECIPE_NAME).read_text())
+        if recipe["checkpoint_sha256"] != sha256_of(checkpoint):
+            raise SystemExit(f"{checkpoint} does not match its recipe's sha256")
+        if recipe["from"]["sha256"] != sha256_of(pretrained):
+            raise SystemExit(f"{checkpoint} was not fine-tuned from {PACKAGE} {VERSION}'s weights")
     weights = load_weights(checkpoint)
     float_path = work_dir / "speaker_encoder_float.tflite"
     target = out_dir / OUT_FILE
@@ -378,7 +394,7 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
         "role": "GE2E speaker encoder (Resemblyzer): one 1.6 s window of 160 linear-power mel "
                 "frames -> 256-d L2-normalised embedding; utterance = L2-normalised mean of windows",
         "source": {"package": PACKAGE, "version": VERSION, "path_in_package": PATH_IN_PACKAGE,
-                   "sha256": sha256_of(checkpoint)},
+                   "sha256": sha256_of(pretrained)},
         "quantization": (
             "dynamic-range int8 except LSTM layer 0's input product: per-channel int8 weights, "
             "activations quantized at run time, for the FULLY_CONNECTED ops of LSTM layer 0's "
@@ -393,6 +409,12 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
         "inputs": inputs, "outputs": outputs, "reset_variables": False,
         "ops": count_ops(target),
     }
+    if recipe is not None:
+        entry["role"] += "; fine-tuned on half of the development speakers (fine_tuned)"
+        entry["fine_tuned"] = recipe
+        entry["licence"] = ("Apache-2.0 (Resemblyzer's weights), fine-tuned on speech under CC BY 4.0 "
+                            "(LibriSpeech, VCTK, speechocean762, SDAP), ODC-By (VCC 2016) and BSD-style "
+                            "notices (CMU ARCTIC, AN4): credit those corpora (fine_tuned.data)")
     manifest = {"schema": 1, "models": {NAME: entry}}
     TFLiteModel(NAME, out_dir, manifest=manifest)
     ours = SpeakerEncoder(out_dir, num_threads=1, manifest=manifest)
@@ -421,7 +443,8 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
     worst = keys[int(np.argmin(utterance_cos))]
     entry["fidelity"] = {
         "reference": f"Resemblyzer {VERSION} VoiceEncoder (PyTorch, CPU) with its own "
-                     f"preprocess_wav and librosa {librosa.__version__} mel",
+                     f"preprocess_wav and librosa {librosa.__version__} mel"
+                     + (", loading the fine-tuned checkpoint" if recipe is not None else ""),
         "data": "../shared/data/voices: " + ", ".join(
             f"{s} ({n}x{m})" for s, (n, m) in FIDELITY_SOURCES.items()),
         "n": len(window_q), "cosine_mean": _summary(window_q)["cosine_mean"],
@@ -496,11 +519,22 @@ def main(argv=None) -> int:
                         help="quantize LSTM layer 0's recurrent weights too (smaller, faster)")
     parser.add_argument("--no-test-references", action="store_true",
                         help="do not rewrite tests/data/{speaker,mel}_reference.npz")
+    parser.add_argument("--fine-tune", type=Path, default=None, metavar="DATA_DIR",
+                        help="first fine-tune the weights on half of DATA_DIR's speakers "
+                             "(tools/modelbuild/speaker_finetune.py), then convert those")
+    parser.add_argument("--fine-tune-steps", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     work = args.work or Path(tempfile.mkdtemp(prefix="build_speaker_encoder"))
+    fine_tuned = None
+    if args.fine_tune is not None:
+        from tools.modelbuild import speaker_finetune
+
+        fine_tuned = work / "fine_tuned"
+        speaker_finetune.run(args.fine_tune, fine_tuned, args.fine_tune_steps or speaker_finetune.DEFAULT_STEPS,
+                             seed=1, work_dir=work)
     built = build(args.out, work, int8_layer0_recurrent=args.int8_layer0_recurrent,
-                  write_references=not args.no_test_references)
+                  write_references=not args.no_test_references, fine_tuned=fine_tuned)
     update_manifest(args.out, NAME, built)
     print(json.dumps(built["fidelity"], indent=1))
     return 0
