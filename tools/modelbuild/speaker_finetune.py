@@ -33,7 +33,7 @@ random 160-frame (1.6 s) crop of it, the length of one encoder window. A batch h
 utterances where the speaker has enough), and the loss is GE2E's softmax loss with its learnable
 scale and bias (Wan et al. 2018), as Resemblyzer was trained. Adam, a small learning rate and a few
 dozen steps: enough to adapt the network to the sources' speakers, not enough to forget what it
-knew (on the evaluation's speaker halves the EER is about flat from 20 to 100 steps).
+knew (10, 30 and 90 steps all measured: docs/results.md).
 
 Needs ``torch`` (``tools/requirements-build-speaker.txt``); one CPU thread and fixed seeds make
 the run repeatable on one machine.
