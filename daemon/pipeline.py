@@ -20,11 +20,10 @@ from daemon.detect.vad import VadSettings, voiced_audio
 from daemon.embed.align import face_chip
 from daemon.embed.face_encoder import FaceEncoder, mirror_average
 from daemon.embed.voice_backend import load_voice_backend
-from daemon.embed.mel import mel_spectrogram, normalize_volume
 from daemon.inference.tflite import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest
 from daemon.embed.speaker_encoder import SpeakerEncoder
 from daemon.embed.speaker_encoder import WINDOW_FRAMES, mean_embedding
-from daemon.embed.voice_windows import VoiceWindows
+from daemon.embed.voice_windows import VoiceWindows, window_mel
 from daemon.files import read_image
 
 log = logging.getLogger(__name__)
@@ -125,8 +124,7 @@ class Pipeline:
     # --- voice ------------------------------------------------------------------------------
     def embed_window(self, window: np.ndarray) -> np.ndarray:
         """The speaker embedding of one 1.6 s window of voiced audio."""
-        mel = mel_spectrogram(normalize_volume(window))[:WINDOW_FRAMES]
-        return self.speaker_encoder.embed_window(mel)
+        return self.speaker_encoder.embed_window(window_mel(window))
 
     def embed_voiced(self, voiced: np.ndarray, max_seconds: float | None = None) -> np.ndarray | None:
         """The utterance embedding of voiced audio, through the same windows as the door uses

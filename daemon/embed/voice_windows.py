@@ -14,12 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from daemon.capture.audio import SAMPLE_RATE_HZ
-from daemon.embed.mel import HOP_LENGTH
+from daemon.embed.mel import HOP_LENGTH, mel_spectrogram, normalize_volume
 from daemon.embed.speaker_encoder import (  # noqa: F401 - mean_embedding re-exported
     MIN_COVERAGE, PARTIALS_PER_SECOND, WINDOW_FRAMES, mean_embedding)
 
 WINDOW_SAMPLES = WINDOW_FRAMES * HOP_LENGTH
 STEP_SAMPLES = int(np.round((SAMPLE_RATE_HZ / PARTIALS_PER_SECOND) / HOP_LENGTH)) * HOP_LENGTH
+
+
+def window_mel(window: np.ndarray) -> np.ndarray:
+    """The speaker encoder's input for one window of voiced audio: the window volume-normalised on
+    its own, as (160, 40) mel frames."""
+    return mel_spectrogram(normalize_volume(window))[:WINDOW_FRAMES]
 
 
 class VoiceWindows:
