@@ -14,8 +14,9 @@ Why: the pretrained network (trained by Resemblyzer's author on LibriSpeech, Vox
 confuses non-native speakers most (speechocean762: one-shot EER 4.4 % against 3.1 % overall), and
 no other speaker-encoder weights ship in a registry package. A short GE2E fine-tune (the loss the
 network was trained with) on development speakers, measured on *other* development speakers,
-lowers the one-shot EER: ``tools/evaluate.py`` with this model and with the pretrained one on the
-same held-out speakers (docs/results.md, "A fine-tuned speaker encoder").
+lowers the one-shot EER a little and worsens the low-FMR tail: ``tools/evaluate.py`` with this
+model and with the pretrained one on the same held-out speakers (docs/results.md, "fine-tuned on
+development speakers").
 
 Which speakers: of every sentence source whose licence allows a derived model to be redistributed
 (:data:`TRAINING_SOURCES`: CC BY 4.0, ODC-By, BSD-style notices), half of the speakers, chosen by
@@ -26,14 +27,13 @@ read the list from the manifest and score only voices the model has not seen
 unseen speakers. Research-only sources (EMO-DB, the Urdu talk shows) and short-word sources are
 never trained on.
 
-What a training example is: the door's own front end (the daemon's VAD at its default settings,
-then volume normalisation and the numpy mel of :mod:`daemon.embed.mel`) on each utterance, and a
-random 160-frame (1.6 s) crop of it, the length of one encoder window. A batch holds
+What a training example is: a random 1.6 s window (one encoder window) of an utterance's voiced
+audio (the daemon's VAD at its default settings), through the door's own window front end
+(:func:`daemon.embed.voice_windows.window_mel`: the window volume-normalised on its own, numpy mel). A batch holds
 :data:`SPEAKERS_PER_BATCH` speakers with :data:`UTTERANCES_PER_SPEAKER` crops each (from distinct
 utterances where the speaker has enough), and the loss is GE2E's softmax loss with its learnable
 scale and bias (Wan et al. 2018), as Resemblyzer was trained. Adam, a small learning rate and a few
-dozen steps: enough to adapt the network to the sources' speakers, not enough to forget what it
-knew (10, 30 and 90 steps all measured: docs/results.md).
+dozen steps (10, 30 and 90 measured: docs/results.md; 90 overfits the development speakers).
 
 Needs ``torch`` (``tools/requirements-build-speaker.txt``); one CPU thread and fixed seeds make
 the run repeatable on one machine.
@@ -57,10 +57,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from daemon.capture.audio import read_wav  # noqa: E402
+from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav  # noqa: E402
 from daemon.detect.vad import VadSettings, voiced_audio  # noqa: E402
-from daemon.embed.mel import mel_spectrogram, normalize_volume  # noqa: E402
-from daemon.offline.dataset import scan  # noqa: E402
+from daemon.embed.voice_windows import WINDOW_SAMPLES, window_mel  # noqa: E402
+from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
+from daemon.offline.embeddings import segments_of  # noqa: E402
 
 log = logging.getLogger("speaker_finetune")
 
@@ -70,12 +71,8 @@ log = logging.getLogger("speaker_finetune")
 TRAINING_SOURCES = frozenset({
     "librispeech_test-other", "librispeech_train-clean-100_singletons", "vctk", "speechocean762",
     "sdap_voice_actors", "vcc2016", "cmu_arctic", "an4"})
-WINDOW_FRAMES = 160
 SPEAKERS_PER_BATCH = 32
 UTTERANCES_PER_SPEAKER = 3
-#: A speaker's single long recording is cut into pieces of this many seconds of speech, so that it
-#: gives several training utterances (as the evaluation cuts cohort recordings).
-PIECE_SECONDS = 4.0
 DEFAULT_STEPS = 30
 DEFAULT_LEARNING_RATE = 3e-5
 GRADIENT_CLIP = 3.0
@@ -93,22 +90,32 @@ def training_speakers(voices: dict[str, dict[str, list[str]]], seed: int) -> lis
     return chosen
 
 
-def utterance_mels(data_root: Path, files: list[str]) -> list[np.ndarray]:
-    """The door's front end on each file: its voiced audio (VAD), cut into pieces of
-    :data:`PIECE_SECONDS` when it is one long recording, volume-normalised, as mel frames."""
+def utterance_audio(data_root: Path, files: list[str]) -> list[np.ndarray]:
+    """A speaker's training utterances: the voiced audio (the door's VAD) of each file, or, when
+    the speaker has one long recording, its :data:`SEGMENT_SECONDS` segments as the evaluation cuts
+    them (:func:`daemon.offline.embeddings.segments_of`); utterances under 1 s of speech are dropped,
+    as the door drops them."""
     vad = VadSettings()
-    mels = []
+    found = []
     for key in files:
         utterances = voiced_audio(read_wav(data_root / key), vad.segmenter())
         if not utterances:
             continue
         voiced = np.concatenate(utterances)
-        piece = int(PIECE_SECONDS * 16000)
-        pieces = [voiced[i:i + piece] for i in range(0, voiced.size, piece)] if len(files) == 1 else [voiced]
-        for samples in pieces:
-            if samples.size >= 16000:  # at least 1 s of speech
-                mels.append(mel_spectrogram(normalize_volume(samples)).astype(np.float32))
-    return mels
+        found += segments_of(voiced, SEGMENT_SECONDS) if len(files) == 1 else [voiced]
+    return [u for u in found if u.size >= SAMPLE_RATE_HZ]
+
+
+def random_window(audio: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A random 1.6 s window of an utterance as the encoder sees it at the door
+    (:func:`daemon.embed.voice_windows.window_mel`); a shorter utterance is zero-padded, as the door
+    pads its last window."""
+    if audio.size > WINDOW_SAMPLES:
+        start = rng.randrange(audio.size - WINDOW_SAMPLES + 1)
+        audio = audio[start:start + WINDOW_SAMPLES]
+    elif audio.size < WINDOW_SAMPLES:
+        audio = np.pad(audio, (0, WINDOW_SAMPLES - audio.size))
+    return window_mel(audio).astype(np.float32)
 
 
 def _encoder(checkpoint: Path):
@@ -151,7 +158,7 @@ def ge2e_loss(embeddings, speakers: int, per_speaker: int, scale, bias):
 
 def fine_tune(checkpoint: Path, by_speaker: dict[str, list[np.ndarray]], steps: int, seed: int,
               learning_rate: float = DEFAULT_LEARNING_RATE):
-    """Fine-tune the checkpoint's network on ``by_speaker`` (mel frames per utterance, at least
+    """Fine-tune the checkpoint's network on ``by_speaker`` (voiced audio per utterance, at least
     two utterances each); return the model and the loss of every step."""
     import torch
 
@@ -174,15 +181,7 @@ def fine_tune(checkpoint: Path, by_speaker: dict[str, list[np.ndarray]], steps: 
             picks = (rng.sample(range(len(utterances)), UTTERANCES_PER_SPEAKER)
                      if len(utterances) >= UTTERANCES_PER_SPEAKER
                      else [rng.randrange(len(utterances)) for _ in range(UTTERANCES_PER_SPEAKER)])
-            for index in picks:
-                mel = utterances[index]
-                if mel.shape[0] > WINDOW_FRAMES:
-                    start = rng.randrange(mel.shape[0] - WINDOW_FRAMES + 1)
-                    batch.append(mel[start:start + WINDOW_FRAMES])
-                else:  # as the door pads a short window: the frames there are, zeros after
-                    padded = np.zeros((WINDOW_FRAMES, mel.shape[1]), np.float32)
-                    padded[:mel.shape[0]] = mel
-                    batch.append(padded)
+            batch += [random_window(utterances[index], rng) for index in picks]
         loss = ge2e_loss(model(torch.from_numpy(np.stack(batch))), len(chosen), UTTERANCES_PER_SPEAKER,
                          scale, bias)
         optimiser.zero_grad()
@@ -222,7 +221,7 @@ def run(data_dir: Path, out_dir: Path, steps: int, seed: int, work_dir: Path | N
     by_speaker = {}
     for identity in speakers:
         source, speaker = identity.split("/", 1)
-        by_speaker[identity] = utterance_mels(data.root, data.voices[source][speaker])
+        by_speaker[identity] = utterance_audio(data.root, data.voices[source][speaker])
     # GE2E needs two utterances of a speaker; the others are not trained on, so not listed either.
     by_speaker = {s: u for s, u in by_speaker.items() if len(u) >= 2}
     speakers = sorted(by_speaker)
@@ -239,8 +238,9 @@ def run(data_dir: Path, out_dir: Path, steps: int, seed: int, work_dir: Path | N
         "steps": steps, "seed": seed, "learning_rate": DEFAULT_LEARNING_RATE, "optimiser": "Adam",
         "gradient_clip": GRADIENT_CLIP, "batch": f"{SPEAKERS_PER_BATCH} speakers x {UTTERANCES_PER_SPEAKER} "
                                                   f"random 1.6 s crops",
-        "front_end": "the daemon's VAD (default settings), normalize_volume, numpy mel; one long "
-                     f"recording cut into {PIECE_SECONDS:g} s pieces of speech",
+        "front_end": "the daemon's VAD (default settings); a random 1.6 s window of each utterance "
+                     "through the door's window_mel (volume-normalised window, numpy mel); one long "
+                     f"recording cut into {SEGMENT_SECONDS:g} s segments of speech",
         "loss_first_last": [round(losses[0], 4), round(losses[-1], 4)] if losses else None,
         "data": "../shared/data/voices (development half); licences of the training sources: "
                 "CC BY 4.0 (LibriSpeech, VCTK, speechocean762, SDAP), ODC-By (VCC 2016), "
