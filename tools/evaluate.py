@@ -838,9 +838,8 @@ def speakers_trained_in(models_dir) -> frozenset[str]:
     if models_dir is None:
         return frozenset()
     from daemon.embed.speaker_encoder import MODEL_NAME, fine_tuned_speakers
-    from daemon.inference.tflite import MANIFEST_NAME
-    manifest = json.loads((Path(models_dir) / MANIFEST_NAME).read_text())
-    return fine_tuned_speakers(manifest["models"][MODEL_NAME])
+    from daemon.inference.tflite import read_manifest
+    return fine_tuned_speakers(read_manifest(models_dir)["models"][MODEL_NAME])
 
 
 def run(data_dir, out_dir, seed: int = 1, limit_face_identities: int | None = None,

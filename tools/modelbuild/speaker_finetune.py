@@ -42,7 +42,6 @@ the run repeatable on one machine.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
@@ -61,7 +60,9 @@ from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav  # noqa: E402
 from daemon.detect.vad import VadSettings, voiced_audio  # noqa: E402
 from daemon.embed.voice_windows import WINDOW_SAMPLES, window_mel  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
+from daemon.inference.tflite import sha256_of  # noqa: E402
 from daemon.offline.embeddings import segments_of  # noqa: E402
+from tools.modelbuild import speaker_encoder  # noqa: E402
 
 log = logging.getLogger("speaker_finetune")
 
@@ -118,29 +119,6 @@ def random_window(audio: np.ndarray, rng: random.Random) -> np.ndarray:
     return window_mel(audio).astype(np.float32)
 
 
-def _encoder(checkpoint: Path):
-    import torch
-    from torch import nn
-
-    class Encoder(nn.Module):
-        """Resemblyzer's network: 3 x 256 LSTM, Linear(256) + ReLU, L2 normalisation."""
-
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(40, 256, 3, batch_first=True)
-            self.linear = nn.Linear(256, 256)
-
-        def forward(self, mels):
-            _, (hidden, _) = self.lstm(mels)
-            raw = torch.relu(self.linear(hidden[-1]))
-            return raw / (raw.norm(dim=1, keepdim=True) + 1e-5)
-
-    model = Encoder()
-    state = torch.load(checkpoint, map_location="cpu")["model_state"]
-    model.load_state_dict({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))})
-    return model
-
-
 def ge2e_loss(embeddings, speakers: int, per_speaker: int, scale, bias):
     """GE2E softmax loss: each embedding against every speaker's centroid (its own centroid
     without itself), scaled and shifted, cross-entropy towards its own speaker."""
@@ -156,20 +134,20 @@ def ge2e_loss(embeddings, speakers: int, per_speaker: int, scale, bias):
     return torch.nn.functional.cross_entropy(logits, index.repeat_interleave(per_speaker))
 
 
-def fine_tune(checkpoint: Path, by_speaker: dict[str, list[np.ndarray]], steps: int, seed: int,
-              learning_rate: float = DEFAULT_LEARNING_RATE):
-    """Fine-tune the checkpoint's network on ``by_speaker`` (voiced audio per utterance, at least
-    two utterances each); return the model and the loss of every step."""
+def fine_tune(checkpoint: Path, by_speaker: dict[str, list[np.ndarray]], steps: int, seed: int):
+    """Fine-tune the checkpoint's network (Resemblyzer's own ``VoiceEncoder`` module) on
+    ``by_speaker`` (voiced audio per utterance, at least two utterances each); return the model and
+    the loss of every step."""
     import torch
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = _encoder(checkpoint)
+    model = speaker_encoder.torch_encoder(checkpoint)
     scale = torch.tensor(10.0, requires_grad=True)
     bias = torch.tensor(-5.0, requires_grad=True)
     parameters = list(model.parameters())
-    optimiser = torch.optim.Adam(parameters + [scale, bias], lr=learning_rate)
+    optimiser = torch.optim.Adam(parameters + [scale, bias], lr=DEFAULT_LEARNING_RATE)
     speakers = sorted(by_speaker)
     losses = []
     model.train()
@@ -200,14 +178,12 @@ def save_checkpoint(model, path: Path) -> str:
     import torch
 
     torch.save({"model_state": {k: v.detach().clone() for k, v in model.state_dict().items()}}, path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_of(path)
 
 
 def pretrained_checkpoint(work_dir: Path) -> Path:
     """Resemblyzer's ``pretrained.pt`` from its PyPI wheel (downloaded into ``work_dir``)."""
-    from tools.modelbuild.speaker_encoder import PATH_IN_PACKAGE, fetch_wheel
-
-    return fetch_wheel(work_dir) / PATH_IN_PACKAGE
+    return speaker_encoder.fetch_wheel(work_dir) / speaker_encoder.PATH_IN_PACKAGE
 
 
 def run(data_dir: Path, out_dir: Path, steps: int, seed: int, work_dir: Path | None = None) -> dict:
@@ -231,8 +207,8 @@ def run(data_dir: Path, out_dir: Path, steps: int, seed: int, work_dir: Path | N
     sha = save_checkpoint(model, out_dir / CHECKPOINT_NAME)
     recipe = {
         "tool": "tools/modelbuild/speaker_finetune.py",
-        "from": {"package": "Resemblyzer", "version": "0.1.4", "path_in_package": "resemblyzer/pretrained.pt",
-                 "sha256": hashlib.sha256(pretrained.read_bytes()).hexdigest()},
+        "from": {"package": speaker_encoder.PACKAGE, "version": speaker_encoder.VERSION,
+                 "path_in_package": speaker_encoder.PATH_IN_PACKAGE, "sha256": sha256_of(pretrained)},
         "checkpoint_sha256": sha,
         "loss": "GE2E softmax (learnable scale 10 and bias -5 at the start)",
         "steps": steps, "seed": seed, "learning_rate": DEFAULT_LEARNING_RATE, "optimiser": "Adam",
