@@ -264,6 +264,12 @@ class ControlServer:
             except OSError:
                 pass
 
+    @property
+    def client_count(self) -> int:
+        """How many clients are connected and hold a slot now."""
+        with self._guard:
+            return len(self._connections)
+
     def __enter__(self):
         return self
 
@@ -335,10 +341,10 @@ class ControlServer:
                 if line is None or not self._handle(conn, peer, line):
                     return
         finally:
-            with self._guard:
-                self._connections.pop(conn, None)
             conn.close()
-            self._slots.release()
+            with self._guard:  # one step, so client_count never counts a freed slot as taken
+                self._connections.pop(conn, None)
+                self._slots.release()
 
     def _send(self, conn: socket.socket, data: bytes) -> bool:
         try:
