@@ -10,7 +10,8 @@ import pytest
 from daemon.config import AttemptConfig
 from daemon.decide.attempt import AttemptTracker
 from daemon.detect.vad import SpeechEvent
-from daemon.embed.voice_windows import MIN_COVERAGE, STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows
+from daemon.embed.voice_windows import (FREQUENCY_WARP, MIN_COVERAGE, STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows,
+                                        warped, warped_length)
 
 FRAME = 480
 
@@ -240,14 +241,14 @@ def test_voice_windows_are_dispatched_while_speaking():
         door.tracker.on_speech(SpeechEvent("audio", i * 0.03, frame))
         for job in door.jobs:
             sent_at.setdefault(job.key, (i + 1) * FRAME)
-    audio = np.concatenate(frames)
+    speech = warped(np.concatenate(frames))
     voice_jobs = [job for job in door.jobs if job.kind == "voice"]
     assert [job.key for job in voice_jobs] == [0, 1]
     # Each window went out with the frame that completed it, before the utterance ended.
-    assert sent_at[0] == -(-WINDOW_SAMPLES // FRAME) * FRAME
-    assert sent_at[1] == -(-(STEP_SAMPLES + WINDOW_SAMPLES) // FRAME) * FRAME
-    assert np.array_equal(voice_jobs[0].data, audio[:WINDOW_SAMPLES])
-    assert np.array_equal(voice_jobs[1].data, audio[STEP_SAMPLES:STEP_SAMPLES + WINDOW_SAMPLES])
+    for index, job in enumerate(voice_jobs):
+        end = index * STEP_SAMPLES + WINDOW_SAMPLES
+        assert warped_length(sent_at[index]) >= end > warped_length(sent_at[index] - FRAME)
+        assert np.array_equal(job.data, speech[end - WINDOW_SAMPLES:end])
     assert door.finished == []
 
 
@@ -268,9 +269,41 @@ def _ramp(n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=np.float32)
 
 
+def test_the_warp_lowers_every_frequency_by_its_factor():
+    assert 0.8 < FREQUENCY_WARP < 1.0
+    t = np.arange(32000) / 16000
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    out = warped(tone)
+    assert out.size == warped_length(tone.size) == int((tone.size - 1) / FREQUENCY_WARP) + 1
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
+    peak_hz = np.argmax(spectrum) * 16000 / out.size
+    assert abs(peak_hz - 1000 * FREQUENCY_WARP) < 2
+    ramp = _ramp(1000)  # linear interpolation is exact on a ramp: sample i reads position i x warp
+    assert np.allclose(warped(ramp), 1 + np.arange(warped_length(1000)) * FREQUENCY_WARP)
+    assert np.array_equal(warped(ramp, 100, 50), warped(ramp)[100:150])
+    tail = warped(ramp, warped_length(1000) - 10, 30)
+    assert tail[:10].all() and not tail[10:].any()  # past the speech: zeros
+    noise = np.random.default_rng(1).standard_normal(30001).astype(np.float32)
+    for warp in (0.84, FREQUENCY_WARP, 1.0, 1.12):  # linear interpolation, exactly as numpy does it
+        reference = np.interp(np.arange(warped_length(noise.size, warp)) * warp, np.arange(noise.size), noise)
+        assert np.array_equal(warped(noise, warp=warp), reference.astype(np.float32))
+
+
+def test_a_warp_of_one_is_resemblyzers_plain_window_grid():
+    """What tools/voice_warp_study.py's 1.0 row means: the door's windows without the warp."""
+    audio = _ramp(2 * STEP_SAMPLES + WINDOW_SAMPLES + 5000)
+    windows = VoiceWindows(max_seconds=10.0, warp=1.0)
+    ready = windows.add(audio) + windows.finish()
+    assert len(ready) == 3  # the 4th would cover 5000 / 25600 < 75 %
+    for index, window in enumerate(ready):
+        assert np.array_equal(window, audio[index * STEP_SAMPLES:index * STEP_SAMPLES + WINDOW_SAMPLES])
+    assert windows.covered_by(3) == 2 * STEP_SAMPLES + WINDOW_SAMPLES
+
+
 def test_windows_are_handed_out_as_audio_arrives():
     windows = VoiceWindows(max_seconds=10.0)
-    audio = _ramp(3 * STEP_SAMPLES + WINDOW_SAMPLES)
+    audio = _ramp(int((3 * STEP_SAMPLES + WINDOW_SAMPLES) * FREQUENCY_WARP) + 1)
+    speech = warped(audio)
     ready, fed = [], 0
     for chunk in np.array_split(audio, 97):
         fed += chunk.size
@@ -279,27 +312,36 @@ def test_windows_are_handed_out_as_audio_arrives():
     assert len(ready) == 4
     for index, (fed_when_ready, window) in enumerate(ready):
         start = index * STEP_SAMPLES
-        assert fed_when_ready >= start + WINDOW_SAMPLES
-        assert fed_when_ready - (start + WINDOW_SAMPLES) < audio.size / 97 + 1
-        assert np.array_equal(window, audio[start:start + WINDOW_SAMPLES])
+        assert warped_length(fed_when_ready) >= start + WINDOW_SAMPLES
+        assert fed_when_ready - (start + WINDOW_SAMPLES) * FREQUENCY_WARP < audio.size / 97 + 1
+        assert np.array_equal(window, speech[start:start + WINDOW_SAMPLES])
+    assert windows.covered_by(4) == min(audio.size, int(np.ceil((3 * STEP_SAMPLES + WINDOW_SAMPLES) * FREQUENCY_WARP)))
     assert windows.finish() == []  # the next window would cover 12320 / 25600 < 75%
+
+
+def _speech_for(warped_samples: int) -> np.ndarray:
+    """A ramp of speech that warps to ``warped_samples``."""
+    n = int(np.ceil((warped_samples - 1) * FREQUENCY_WARP)) + 1
+    while warped_length(n) > warped_samples:
+        n -= 1
+    return _ramp(n)
 
 
 def test_finish_pads_the_last_window_when_it_is_covered_enough():
     windows = VoiceWindows(max_seconds=10.0)
-    length = STEP_SAMPLES + int(0.8 * WINDOW_SAMPLES)
-    assert len(windows.add(_ramp(length))) == 1
+    audio = _speech_for(STEP_SAMPLES + int(0.8 * WINDOW_SAMPLES))
+    assert len(windows.add(audio)) == 1
     [last] = windows.finish()
     assert last.shape == (WINDOW_SAMPLES,)
-    covered = length - STEP_SAMPLES
-    assert np.array_equal(last[:covered], _ramp(length)[STEP_SAMPLES:])
-    assert not last[covered:].any()
+    covered = warped_length(audio.size) - STEP_SAMPLES
+    assert np.array_equal(last[:covered], warped(audio)[STEP_SAMPLES:])
+    assert last[:covered].all() and not last[covered:].any()
     assert windows.finish() == []
 
 
 def test_finish_drops_a_trailing_window_below_75_percent():
     windows = VoiceWindows(max_seconds=10.0)
-    windows.add(_ramp(STEP_SAMPLES + int(0.74 * WINDOW_SAMPLES)))
+    windows.add(_speech_for(STEP_SAMPLES + int(0.74 * WINDOW_SAMPLES)))
     assert windows.finish() == []
 
 
@@ -307,7 +349,9 @@ def test_a_short_utterance_still_gives_its_only_window():
     windows = VoiceWindows()
     assert windows.add(_ramp(8000)) == []
     [only] = windows.finish()
-    assert np.array_equal(only[:8000], _ramp(8000)) and not only[8000:].any()
+    n = warped_length(8000)
+    assert np.array_equal(only[:n], warped(_ramp(8000))) and not only[n:].any()
+    assert windows.covered_by(1) == 8000 and windows.covered_by(0) == 0
 
 
 def test_no_audio_gives_no_window():
@@ -355,9 +399,12 @@ def test_speech_resuming_after_a_pause_makes_the_speculation_stale():
     attempt = door.tracker.current
     for job in [j for j in door.jobs if j.kind == "tail"]:
         attempt.deliver(job, np.full(256, 0.5, np.float32))
-    for _ in range(10):  # more speech: the old tail no longer describes the end
-        t += 0.03
+    spoken = 0
+    while spoken < 10 or not attempt.voice.peek_finish():  # more speech, ending in a partial window:
+        t += 0.03                                          # the old tail no longer describes the end
         door.speech("audio", t)
+        spoken += 1
+        assert spoken < 200
     door.speech("end", t + 0.6)
     computed = []
     door.finished[0].last_windows(lambda window: computed.append(window) or np.zeros(256, np.float32))

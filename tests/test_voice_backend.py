@@ -9,7 +9,7 @@ import pytest
 from daemon.embed.voice_backend import (BACKEND_NAME, VoiceBackend, fit_voice_backend, load_voice_backend,
                                         to_bytes)
 from daemon.errors import ModelError
-from daemon.inference.tflite import DEFAULT_MODELS_DIR, models_fingerprint, read_manifest, sha256_of
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, EMBEDDING_RECIPE, models_fingerprint, read_manifest, sha256_of
 
 
 @pytest.fixture
@@ -74,6 +74,20 @@ def test_a_backend_fitted_for_another_speaker_model_is_refused(models_copy):
     manifest["backends"][BACKEND_NAME]["source"]["speaker_encoder_sha256"] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="fitted for the speaker encoder"):
+        load_voice_backend(folder)
+
+
+@pytest.mark.parametrize("recipe", [None, EMBEDDING_RECIPE - 1])
+def test_a_backend_fitted_for_another_embedding_recipe_is_refused(models_copy, recipe):
+    folder, _ = models_copy
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backends"][BACKEND_NAME]["source"]["embedding_recipe"] == EMBEDDING_RECIPE
+    if recipe is None:
+        del manifest["backends"][BACKEND_NAME]["source"]["embedding_recipe"]
+    else:
+        manifest["backends"][BACKEND_NAME]["source"]["embedding_recipe"] = recipe
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="embedding recipe"):
         load_voice_backend(folder)
 
 

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from daemon.offline.dataset import scan
+    from daemon.inference.tflite import EMBEDDING_RECIPE
     from daemon.offline.embeddings import extract
     from daemon.pipeline import Pipeline
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                   "rows": int(len(rows)), "speakers": len(set(speakers)), "cuts": list(BACKEND_TRAINING_CUTS),
                   "wccn": not args.no_wccn, "shrinkage": args.shrinkage,
                   "speaker_encoder_sha256": pipeline.speaker_encoder.sha256,
+                  "embedding_recipe": EMBEDDING_RECIPE,
                   "speakers_left_out": len(pipeline.speaker_encoder.trained_on),
                   "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     entry = write_backend(args.out, backend, provenance)

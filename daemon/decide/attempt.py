@@ -31,7 +31,7 @@ from daemon.decide.evidence import Evidence
 from daemon.detect.face_quality import scorable
 from daemon.embed.speaker_encoder import mean_embedding
 from daemon.capture.audio import SAMPLE_RATE_HZ
-from daemon.embed.voice_windows import STEP_SAMPLES, WINDOW_SAMPLES, VoiceWindows
+from daemon.embed.voice_windows import VoiceWindows
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Attempt:
         if full != list(range(len(full))):
             return None  # a window is still being embedded
         windows = [self.window_embeddings[k] for k in full]
-        covered = min(self.voice.length, (len(windows) - 1) * STEP_SAMPLES + WINDOW_SAMPLES) if windows else 0
+        covered = self.voice.covered_by(len(windows))
         for length in sorted({k[0] for k in self.tail_embeddings}, reverse=True):
             tail = {k[1]: e for k, e in self.tail_embeddings.items() if k[0] == length}
             if length > covered and all(e is not None for e in tail.values()):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.errors import ModelError
-from daemon.inference.tflite import DEFAULT_MODELS_DIR, read_manifest, sha256_of
+from daemon.inference.tflite import DEFAULT_MODELS_DIR, EMBEDDING_RECIPE, read_manifest, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,12 @@ def load_voice_backend(models_dir: Path = DEFAULT_MODELS_DIR, manifest: dict | N
     if fitted_for and speaker_sha and fitted_for != speaker_sha:
         raise ModelError(f"{BACKEND_NAME}: fitted for the speaker encoder {fitted_for[:12]}..., but the "
                          f"manifest's is {speaker_sha[:12]}...; fit it again with tools/fit_voice_backend.py")
+    # ... and embeddings made one way: a back-end fitted before the speech was frequency-warped
+    # (recipe 3) maps another distribution.
+    recipe = (entry.get("source") or {}).get("embedding_recipe")
+    if recipe != EMBEDDING_RECIPE:
+        raise ModelError(f"{BACKEND_NAME}: fitted for embedding recipe {recipe or 'unrecorded (before 3)'}, "
+                         f"the daemon makes recipe {EMBEDDING_RECIPE}; fit it again with tools/fit_voice_backend.py")
     actual_sha = sha256_of(path)
     if actual_sha != expected_sha:
         raise ModelError(f"{BACKEND_NAME}: {path} has sha256 {actual_sha[:12]}..., the manifest expects "

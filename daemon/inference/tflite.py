@@ -230,7 +230,8 @@ def release_model_pages(models_dir: Path = DEFAULT_MODELS_DIR) -> int:
 
 #: How embeddings are made from the encoders' outputs; bump it when that changes, so that the
 #: door refuses templates made the old way ("re-enrol"). 2: mirror-averaged faces, voice back-end.
-EMBEDDING_RECIPE = 2
+#: 3: frequency-warped speech before the speaker encoder (daemon.embed.voice_windows).
+EMBEDDING_RECIPE = 3
 
 
 def models_fingerprint(manifest: dict, names=("face_encoder", "speaker_encoder")) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav
 from daemon.detect.vad import voiced_audio
-from daemon.embed.voice_windows import VoiceWindows, mean_embedding
+from daemon.embed.voice_windows import FREQUENCY_WARP, VoiceWindows, mean_embedding
 from daemon.errors import SourceError
 from daemon.offline.dataset import MIN_SENTENCE_SECONDS, SEGMENT_SECONDS, DataSet, VoiceUnit
 
@@ -165,9 +165,10 @@ def speech_of(pipeline, samples: np.ndarray) -> np.ndarray:
     return np.concatenate(utterances) if utterances else np.zeros(0, np.float32)
 
 
-def embed_cuts(pipeline, voiced: np.ndarray) -> dict[str, np.ndarray | None]:
+def embed_cuts(pipeline, voiced: np.ndarray, warp: float = FREQUENCY_WARP) -> dict[str, np.ndarray | None]:
     """Embeddings of the whole speech and of its first 1, 2, 3 seconds (a cut longer than the
-    speech is the whole speech), through the door's own windowing."""
+    speech is the whole speech), through the door's own windowing (``warp``: another frequency
+    warp, for studies)."""
     if voiced.size == 0:
         return {name: None for name in CUTS}
     # The cuts share their leading windows with the whole speech; embed each distinct window once.
@@ -180,7 +181,7 @@ def embed_cuts(pipeline, voiced: np.ndarray) -> dict[str, np.ndarray | None]:
         return memo[key]
 
     def embed(samples: np.ndarray) -> np.ndarray | None:
-        windows = VoiceWindows(pipeline.max_speech_seconds)
+        windows = VoiceWindows(pipeline.max_speech_seconds, warp)
         return mean_embedding([embed_window(w) for w in windows.add(samples) + windows.finish()])
 
     whole = embed(voiced)
@@ -285,7 +286,7 @@ def extract(pipeline, data: DataSet, cache_dir: Path | None = None, progress: Pr
             segment_seconds = SEGMENT_SECONDS if source in cohort else None
             path = data.path(key)
             sha = file_sha256(path)
-            kind = f"voice{segment_seconds or ''}"
+            kind = f"voice{segment_seconds or ''}-warp{FREQUENCY_WARP}"  # faces keep their cache
             cached = cache.get(sha, kind)
             if cached is not None:
                 found = _voice_from_arrays(cached)

@@ -26,11 +26,11 @@ ENROL_MAX_SPEECH_SECONDS = 30.0
 DEFAULT_LIVE_SAMPLES = 3
 #: Voice EER on development speakers by enrolment utterances (tools/evaluate.py,
 #: voice.by_enrol_utterances, full-length probes; 159, 116 and only 15 speakers): what one clip costs.
-VOICE_EER_BY_UTTERANCES = {1: 0.0307, 2: 0.0178, 3: 0.0053}
+VOICE_EER_BY_UTTERANCES = {1: 0.0230, 2: 0.0127, 3: 0.0024}
 #: The door's false rejects at the shipped threshold for the same 116 development people enrolled
 #: from one and from two utterances, on the same attempts (models/calibration_default.json,
 #: door_one_to_one_by_enrol_utterances; python -m daemon.offline.calibrate, docs/results.md).
-DOOR_FALSE_REJECTS_BY_UTTERANCES = {1: 0.084, 2: 0.035}
+DOOR_FALSE_REJECTS_BY_UTTERANCES = {1: 0.066, 2: 0.027}
 
 
 def voice_enrolment_advice(n_voice: int) -> str | None:

@@ -58,7 +58,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from daemon.capture.audio import SAMPLE_RATE_HZ, read_wav  # noqa: E402
 from daemon.detect.vad import VadSettings, voiced_audio  # noqa: E402
-from daemon.embed.voice_windows import WINDOW_SAMPLES, window_mel  # noqa: E402
+from daemon.embed.voice_windows import WINDOW_SAMPLES, warped, window_mel  # noqa: E402
 from daemon.offline.dataset import SEGMENT_SECONDS, scan  # noqa: E402
 from daemon.inference.tflite import sha256_of  # noqa: E402
 from daemon.offline.embeddings import segments_of  # noqa: E402
@@ -108,9 +108,10 @@ def utterance_audio(data_root: Path, files: list[str]) -> list[np.ndarray]:
 
 
 def random_window(audio: np.ndarray, rng: random.Random) -> np.ndarray:
-    """A random 1.6 s window of an utterance as the encoder sees it at the door
-    (:func:`daemon.embed.voice_windows.window_mel`); a shorter utterance is zero-padded, as the door
+    """A random 1.6 s window of an utterance as the encoder sees it at the door (frequency-warped,
+    :func:`daemon.embed.voice_windows.window_mel`); a shorter utterance is zero-padded, as the door
     pads its last window."""
+    audio = warped(audio)
     if audio.size > WINDOW_SAMPLES:
         start = rng.randrange(audio.size - WINDOW_SAMPLES + 1)
         audio = audio[start:start + WINDOW_SAMPLES]
