@@ -20,6 +20,10 @@ encoder's embeddings come from the evaluation cache (``--cache``, run ``tools/ev
 first); the second encoder's are computed here (about 3 minutes on 2 cores) and cached in the
 output folder. Writes ``<out>/speaker_fusion.json`` and prints a table.
 
+Its figures in docs/results.md were measured before the door frequency-warped its speech
+(embedding recipe 3, :data:`daemon.embed.voice_windows.FREQUENCY_WARP`); the shipped encoder's
+embeddings it reads now come from warped windows, the other views' from the speech as heard.
+
 This is a development study, not part of the daemon: the second encoder is not in ``models/``
 and nothing here runs at the door. Its cost (milliseconds per window, weight bytes) is printed
 beside its gain because the door's decision-time and memory budgets decide whether it can ship.

@@ -38,6 +38,10 @@ Two cheaper views need no other model: the shipped TFLite window model run on
 ``half-step windows``
     the door's window grid shifted by half a step (windows between the door's own).
 
+Its figures in docs/results.md were measured before the door frequency-warped its speech
+(embedding recipe 3, :data:`daemon.embed.voice_windows.FREQUENCY_WARP`); the shipped encoder's
+embeddings it reads now come from warped windows, the other views' from the speech as heard.
+
 The two passes run with the original PyTorch network (Resemblyzer 0.1.4), in the venv that
 ``tools/bench.py`` makes for its baseline (created here on first use), not with a TFLite model:
 the door has no whole-utterance model yet. Their cost is estimated from the shipped model's
