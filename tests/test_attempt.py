@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from daemon.config import AttemptConfig
 from daemon.decide.attempt import AttemptTracker
@@ -317,6 +318,26 @@ def test_windows_are_handed_out_as_audio_arrives():
         assert np.array_equal(window, speech[start:start + WINDOW_SAMPLES])
     assert windows.covered_by(4) == min(audio.size, int(np.ceil((3 * STEP_SAMPLES + WINDOW_SAMPLES) * FREQUENCY_WARP)))
     assert windows.finish() == []  # the next window would cover 12320 / 25600 < 75%
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(1, 90000), cuts=st.lists(st.integers(1, 90000), max_size=12),
+       peek_at=st.integers(0, 12))
+def test_streamed_windows_are_the_windows_of_the_whole_utterance(length, cuts, peek_at):
+    """The door embeds windows as audio arrives (and the tail speculatively at a pause); enrolment
+    and the evaluation hand over the whole utterance: both must give the same windows."""
+    audio = np.random.default_rng(length).standard_normal(length).astype(np.float32)
+    whole = VoiceWindows(max_seconds=6.0)
+    expected = whole.add(audio) + whole.finish()
+    streamed, ready = VoiceWindows(max_seconds=6.0), []
+    for i, piece in enumerate(np.split(audio, sorted({c for c in cuts if c < length}))):
+        ready += streamed.add(piece)
+        if i == peek_at:  # a speculative look at the tail changes nothing
+            streamed.peek_finish()
+    ready += streamed.finish()
+    assert len(ready) == len(expected) >= 1
+    assert all(np.array_equal(a, b) for a, b in zip(ready, expected))
+    assert streamed.covered_by(len(ready)) == whole.covered_by(len(expected)) <= min(length, 96000)
 
 
 def _speech_for(warped_samples: int) -> np.ndarray:
