@@ -14,9 +14,9 @@ factor and stretches time by its inverse, so a window holds 1.6 s x ``FREQUENCY_
 Resemblyzer was trained on adults' read and interview speech; children's and some non-native
 speakers' higher formants sit at the edge of what it learnt, and moved down into its range they
 are told apart much better (docs/results.md, "The voice target: frequency-warped speech":
-one-shot voice EER 3.07 -> 2.30 % on the development data, speechocean762 4.44 -> 2.76 %, no
-adult corpus worse). Window positions and lengths below count warped samples; :attr:`VoiceWindows.length` and
-``seconds`` count the speech as heard.
+one-shot voice EER 3.07 -> 2.30 % on the development data, speechocean762 4.44 -> 2.76 %, the
+adult read-speech corpora still at or near 0 %). Window positions and lengths below count warped
+samples; :attr:`VoiceWindows.length` and ``seconds`` count the speech as heard.
 """
 
 from __future__ import annotations
