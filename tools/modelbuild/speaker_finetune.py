@@ -95,7 +95,8 @@ def utterance_audio(data_root: Path, files: list[str]) -> list[np.ndarray]:
     """A speaker's training utterances: the voiced audio (the door's VAD) of each file, or, when
     the speaker has one long recording, its :data:`SEGMENT_SECONDS` segments as the evaluation cuts
     them (:func:`daemon.offline.embeddings.segments_of`); utterances under 1 s of speech are dropped,
-    as the door drops them."""
+    as the door drops them. Each is returned frequency-warped (:func:`daemon.embed.voice_windows.warped`),
+    once, as the encoder reads speech at the door."""
     vad = VadSettings()
     found = []
     for key in files:
@@ -104,14 +105,13 @@ def utterance_audio(data_root: Path, files: list[str]) -> list[np.ndarray]:
             continue
         voiced = np.concatenate(utterances)
         found += segments_of(voiced, SEGMENT_SECONDS) if len(files) == 1 else [voiced]
-    return [u for u in found if u.size >= SAMPLE_RATE_HZ]
+    return [warped(u) for u in found if u.size >= SAMPLE_RATE_HZ]
 
 
 def random_window(audio: np.ndarray, rng: random.Random) -> np.ndarray:
-    """A random 1.6 s window of an utterance as the encoder sees it at the door (frequency-warped,
-    :func:`daemon.embed.voice_windows.window_mel`); a shorter utterance is zero-padded, as the door
+    """A random window of a (warped) utterance as the encoder sees it at the door
+    (:func:`daemon.embed.voice_windows.window_mel`); a shorter utterance is zero-padded, as the door
     pads its last window."""
-    audio = warped(audio)
     if audio.size > WINDOW_SAMPLES:
         start = rng.randrange(audio.size - WINDOW_SAMPLES + 1)
         audio = audio[start:start + WINDOW_SAMPLES]
