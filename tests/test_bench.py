@@ -96,9 +96,10 @@ def test_model_macs_count_every_iteration_of_the_speaker_encoders_loop():
     macs = model_macs()
     layers, hidden, gates = 3, 256, 4 * 256
     # layer 0's input product over the window, then one wavefront step per diagonal with layer 0's
-    # recurrent product and layers 1-2's input and recurrent products, then the output layer
+    # recurrent product (two int8 terms: the weights and their rounding error) and layers 1-2's
+    # input and recurrent products, then the output layer
     expected = (WINDOW_FRAMES * N_MELS * gates
-                + (WINDOW_FRAMES + layers - 1) * (2 * layers - 1) * hidden * gates
+                + (WINDOW_FRAMES + layers - 1) * 2 * layers * hidden * gates
                 + hidden * hidden)
     assert macs["speaker_encoder"]["macs"] == expected
     # the convolutional models' counts are those of their single graph

@@ -169,3 +169,32 @@ def test_fine_tuned_speakers_come_from_the_manifest_entry(encoder):
     assert fine_tuned_speakers({"fine_tuned": {"speakers": ["a/1", "b/2"]}}) == {"a/1", "b/2"}
     entry = read_manifest()["models"]["speaker_encoder"]
     assert encoder.trained_on == fine_tuned_speakers(entry)
+
+
+def test_layer0_recurrent_head_is_on_the_int8_grid_and_the_residual_corrects_it():
+    from tools.modelbuild.speaker_encoder import int8_grid, two_term_int8
+
+    matrix = np.random.default_rng(3).normal(scale=0.1, size=(256, 1024)).astype(np.float32)
+    matrix[:, 7] = 0.0  # a dead channel must not divide by zero
+    scale = np.abs(matrix).max(axis=0) / 127.0
+    head, residual = two_term_int8(matrix)
+    steps = head[:, scale > 0] / scale[scale > 0]
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # on the quantizer's own grid
+    assert np.abs(np.round(steps)).max() == 127
+    np.testing.assert_array_equal(head, int8_grid(matrix))
+    np.testing.assert_allclose(head + residual, matrix, atol=1e-7)
+    assert np.all(np.abs(residual) <= scale / 2 + 1e-7)
+    # quantized in turn, the residual leaves an error ~254x smaller than one int8 term's
+    two_terms = head + int8_grid(residual)
+    one_term_error = np.abs(head - matrix).max()
+    assert np.abs(two_terms - matrix).max() < one_term_error / 100
+    assert not np.any(head[:, 7]) and not np.any(residual[:, 7])
+
+
+def test_shipped_loop_runs_only_int8_products():
+    entry = read_manifest()["models"]["speaker_encoder"]
+    # layers 1-2 (input and recurrent) and layer 0's recurrent product in two terms
+    assert entry["ops"]["while_body"]["FULLY_CONNECTED"] == 6
+    assert "two int8 terms" in entry["quantization"]
+    # two 256 KB int8 terms replace layer 0's 1 MB float32 matrix
+    assert entry["size_bytes"] < entry["fidelity"]["float_size_bytes"] * 0.3

@@ -16,8 +16,12 @@ PyTorch fell to 0.992 with layers 1-2 quantized and to 0.31 with layer 0 too.)
 
 It is converted with ``tf.lite.TFLiteConverter`` and quantized with ``ai-edge-quantizer``: dynamic
 range int8 (per-channel int8 weights, activations quantized on the fly) for every FULLY_CONNECTED
-op of LSTM layers 1 and 2 and of the output layer. LSTM layer 0 stays float32: quantizing it (or
-the whole model) drops the cosine to the original to 0.5-0.8.
+op inside the loop and for the output layer. Only layer 0's input product, which sees the raw mel
+power, stays float32 (quantizing it, or the whole model, drops the cosine to the original to
+0.5-0.8). Layer 0's *recurrent* product is int8 in two terms (:func:`two_term_int8`): the weights
+on their own per-channel int8 grid, plus the rounding error quantized again with its own scale.
+One int8 term fails the fidelity floor (window cosine min 0.9946 < 0.995); the float matrix, the
+one float product in the loop, made the loop's working set 2 MB and cost 1.6x the time per window.
 
 Fidelity is measured against the original PyTorch model run by Resemblyzer itself (librosa mel,
 its own ``preprocess_wav``) on real speech from ``../shared/data/voices``: per 1.6 s window (same
@@ -70,10 +74,14 @@ SHUT_GATE = -1e4
 #: Regex on FULLY_CONNECTED output tensor names (inside the loop body the converter names them
 #: ``lstm1_1/MatMul...`` and the like): everything except LSTM layer 0 is quantized.
 QUANTIZED_OPS_REGEX = r"(^|/)(lstm1|lstm2|head)(_\d+)?/"
-#: The smaller variant (``--int8-layer0-recurrent``): layer 0's recurrent product quantized too;
-#: only layer 0's input product, which sees the raw mel power with its huge dynamic range, and
-#: the layer's gate arithmetic stay float.
+#: Layer 0's recurrent product quantized too (``--layer0-recurrent two_term`` or ``int8``); only
+#: layer 0's input product, which sees the raw mel power with its huge dynamic range, and the
+#: gate arithmetic stay float. The residual term of ``two_term`` is named ``lstm0/residual/...``.
 QUANTIZED_OPS_REGEX_WITH_LAYER0_RECURRENT = r"(^|/)(lstm0|lstm1|lstm2|head)(_\d+)?/"
+#: How layer 0's recurrent product is stored (``--layer0-recurrent``): ``two_term`` (shipped) is
+#: two int8 matrices (:func:`two_term_int8`), ``int8`` one (faster, under the fidelity floor),
+#: ``float`` the float32 matrix of the builds before 2026-12-04 (1.6x slower per window).
+LAYER0_RECURRENT_CHOICES = ("two_term", "int8", "float")
 #: Fidelity set: per source, at most this many speakers and utterances per speaker.
 FIDELITY_SOURCES = {
     "librispeech_test-other": (5, 6), "vctk": (2, 5), "speechocean762": (20, 1),
@@ -148,7 +156,29 @@ def diagonal_biases(weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     return biases, start
 
 
-def convert_float(weights: dict[str, np.ndarray], path: Path) -> None:
+def int8_grid(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` (inputs x channels) rounded onto its per-channel symmetric int8 grid.
+
+    The grid is the quantizer's own (scale = max |w| / 127 per output channel), so the quantizer
+    stores these values without loss: :func:`head_is_lossless` checks that in the built file.
+    """
+    scale = np.abs(matrix).max(axis=0, keepdims=True) / 127.0
+    return (np.round(matrix / np.where(scale > 0, scale, 1.0)) * scale).astype(np.float32)
+
+
+def two_term_int8(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a weight matrix into ``(head, residual)`` with ``head + residual == matrix``.
+
+    ``head`` is ``matrix`` on its int8 grid (stored exactly); ``residual`` is the rounding error,
+    at most half a step per weight, which the quantizer puts on a grid of its own about 254x finer.
+    The product ``x @ head + x @ residual`` then carries ~15-bit weights for two int8 matrices
+    (512 KB, half the float matrix), and each term still gets XNNPACK's int8 kernels.
+    """
+    head = int8_grid(matrix)
+    return head, (matrix - head).astype(np.float32)
+
+
+def convert_float(weights: dict[str, np.ndarray], path: Path, layer0_recurrent: str = "two_term") -> None:
     """Write the float32 TFLite encoder: a wavefront over the 3 LSTM layers in one WHILE loop.
 
     Iteration ``d`` (a *diagonal*) runs frame ``d`` of layer 0, frame ``d - 1`` of layer 1 and
@@ -157,9 +187,14 @@ def convert_float(weights: dict[str, np.ndarray], path: Path) -> None:
     480 unrolled steps (5,758 ops). The loop body holds each weight matrix once, so XNNPACK packs
     it once (the unrolled graph had it packed per step: +265 MB). Layer 0's input product, which
     sees the raw mel power, is one float matrix product over all 160 frames before the loop. The
-    state lives in the loop, so the file keeps nothing between calls.
+    state lives in the loop, so the file keeps nothing between calls. With ``layer0_recurrent ==
+    "two_term"`` layer 0's recurrent product is written as the two products of
+    :func:`two_term_int8` (equal in float to the one product, to rounding).
     """
     import tensorflow as tf
+
+    if layer0_recurrent not in LAYER0_RECURRENT_CHOICES:
+        raise ValueError(f"layer0_recurrent must be one of {LAYER0_RECURRENT_CHOICES}")
 
     diagonals = WINDOW_FRAMES + N_LAYERS - 1
     w_ih = [tf.constant(_gates_ifog(weights[f"lstm.weight_ih_l{layer}"]).T)
@@ -168,12 +203,18 @@ def convert_float(weights: dict[str, np.ndarray], path: Path) -> None:
             for layer in range(N_LAYERS)]
     bias_0 = tf.constant(_gates_ifog(weights["lstm.bias_ih_l0"] + weights["lstm.bias_hh_l0"]))
     biases, start = diagonal_biases(weights)
+    head_0, residual_0 = two_term_int8(_gates_ifog(weights["lstm.weight_hh_l0"]).T)
 
     def diagonal(step, gate_bias, h0, h1, h2, cell):
         # the name scopes are what the quantization recipe selects ops by; the input and the
         # recurrent products stay separate ops so each gets its own per-channel weight scales
         with tf.name_scope("lstm0"):
-            gates_0 = tf.matmul(h0, w_hh[0])
+            if layer0_recurrent == "two_term":
+                gates_0 = tf.matmul(h0, tf.constant(head_0))
+                with tf.name_scope("residual"):
+                    gates_0 = gates_0 + tf.matmul(h0, tf.constant(residual_0))
+            else:
+                gates_0 = tf.matmul(h0, w_hh[0])
         with tf.name_scope("lstm1"):
             gates_1 = tf.matmul(h0, w_ih[1]) + tf.matmul(h1, w_hh[1])
         with tf.name_scope("lstm2"):
@@ -228,6 +269,32 @@ def quantize(float_path: Path, out_path: Path, regex: str = QUANTIZED_OPS_REGEX)
     out_path.write_bytes(bytes(result.quantized_model))
 
 
+
+
+def head_is_lossless(path: Path, weights: dict[str, np.ndarray]) -> bool:
+    """Whether the built file stores layer 0's recurrent head term exactly (see :func:`int8_grid`).
+
+    Finds the int8 ``lstm0`` matrix that is not the residual and compares its dequantized values
+    with :func:`two_term_int8`'s head. A quantizer that chose another scale would make the head
+    carry a second rounding error as large as the one the residual corrects.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    head = two_term_int8(_gates_ifog(weights["lstm.weight_hh_l0"]).T)[0].T  # (channels, inputs)
+    model = flatbuffer_utils.read_model(str(path))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+            if ("lstm0/" not in name or "residual" in name or tensor.quantization is None
+                    or tensor.quantization.scale is None or list(tensor.shape) != list(head.shape)):
+                continue
+            data = bytes(model.buffers[tensor.buffer].data)
+            if len(data) != head.size:  # an int8 weight matrix, not a float activation
+                continue
+            stored = (np.frombuffer(data, np.int8).reshape(head.shape).astype(np.float32)
+                      * np.asarray(tensor.quantization.scale, np.float32)[:, None])
+            return bool(np.abs(stored - head).max() <= 1e-6 * np.abs(head).max())
+    raise RuntimeError(f"{path}: no int8 head term of layer 0's recurrent product")
 
 
 def count_ops(path: Path) -> dict[str, dict[str, int]]:
@@ -348,13 +415,13 @@ def resemblyzer_reference(encoder, path: Path) -> dict:
     return {"wav": wav, "windows": windows, "partials": partials, "embedding": embedding}
 
 
-def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
+def build(out_dir: Path, work_dir: Path, layer0_recurrent: str = "two_term",
           write_references: bool = True, fine_tuned: Path | None = None) -> dict:
     """Convert, quantize and measure the speaker encoder; return its manifest entry.
 
-    Writes ``out_dir/speaker_encoder.tflite`` and the tests' reference files. With
-    ``int8_layer0_recurrent`` layer 0's recurrent weights are quantized too (smaller, faster on a
-    Pi, a little less faithful). ``write_references=False`` leaves tests/data alone.
+    Writes ``out_dir/speaker_encoder.tflite`` and the tests' reference files.
+    ``layer0_recurrent`` chooses how layer 0's recurrent weights are stored (see
+    :data:`LAYER0_RECURRENT_CHOICES`). ``write_references=False`` leaves tests/data alone.
     ``fine_tuned``: a folder written by ``tools/modelbuild/speaker_finetune.py``; its checkpoint
     replaces the wheel's weights (the reference is the same PyTorch code loading that checkpoint)
     and its recipe, with the speakers trained on, goes into the entry as ``fine_tuned``.
@@ -384,9 +451,12 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
     float_path = work_dir / "speaker_encoder_float.tflite"
     target = out_dir / OUT_FILE
     log.info("converting %s (sha256 %s)", checkpoint, sha256_of(checkpoint)[:12])
-    convert_float(weights, float_path)
-    quantize(float_path, target, QUANTIZED_OPS_REGEX_WITH_LAYER0_RECURRENT
-             if int8_layer0_recurrent else QUANTIZED_OPS_REGEX)
+    convert_float(weights, float_path, layer0_recurrent)
+    quantize(float_path, target, QUANTIZED_OPS_REGEX
+             if layer0_recurrent == "float" else QUANTIZED_OPS_REGEX_WITH_LAYER0_RECURRENT)
+    if layer0_recurrent == "two_term" and not head_is_lossless(target, weights):
+        raise SystemExit(f"{target}: the quantizer did not store layer 0's recurrent head term "
+                         "exactly (its int8 scales changed?): two_term_int8 needs its grid")
     inputs, outputs = tensor_specs(target)
     entry = {
         "file": OUT_FILE, "sha256": sha256_of(target), "size_bytes": target.stat().st_size,
@@ -395,15 +465,22 @@ def build(out_dir: Path, work_dir: Path, int8_layer0_recurrent: bool = False,
                 "frames -> 256-d L2-normalised embedding; utterance = L2-normalised mean of windows",
         "source": {"package": PACKAGE, "version": VERSION, "path_in_package": PATH_IN_PACKAGE,
                    "sha256": sha256_of(pretrained)},
-        "quantization": (
-            "dynamic-range int8 except LSTM layer 0's input product: per-channel int8 weights, "
-            "activations quantized at run time, for the FULLY_CONNECTED ops of LSTM layer 0's "
-            "recurrent product, layers 1-2 and the output Linear (ai-edge-quantizer 0.10.0); "
-            "layer 0's input product float32"
-            if int8_layer0_recurrent else
-            "dynamic-range int8 except LSTM layer 0: per-channel int8 weights, activations "
-            "quantized at run time, for the FULLY_CONNECTED ops of LSTM layers 1-2 and the "
-            "output Linear (ai-edge-quantizer 0.10.0); LSTM layer 0 float32")
+        "quantization": {
+            "two_term": "dynamic-range int8 except LSTM layer 0's input product: per-channel int8 "
+                        "weights, activations quantized at run time, for every FULLY_CONNECTED op "
+                        "of the loop and the output Linear (ai-edge-quantizer 0.10.0); layer 0's "
+                        "recurrent product in two int8 terms (the weights on their int8 grid, "
+                        "stored exactly, plus the rounding error on a 254x finer grid); layer 0's "
+                        "input product float32",
+            "int8": "dynamic-range int8 except LSTM layer 0's input product: per-channel int8 "
+                    "weights, activations quantized at run time, for the FULLY_CONNECTED ops of "
+                    "LSTM layer 0's recurrent product, layers 1-2 and the output Linear "
+                    "(ai-edge-quantizer 0.10.0); layer 0's input product float32",
+            "float": "dynamic-range int8 except LSTM layer 0: per-channel int8 weights, "
+                     "activations quantized at run time, for the FULLY_CONNECTED ops of LSTM "
+                     "layers 1-2 and the output Linear (ai-edge-quantizer 0.10.0); LSTM layer 0 "
+                     "float32",
+        }[layer0_recurrent]
         + ". The 3 LSTM layers run as a wavefront in one WHILE loop (162 iterations, state "
           "inside the loop): stateless, run with XNNPACK",
         "inputs": inputs, "outputs": outputs, "reset_variables": False,
@@ -515,8 +592,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--work", type=Path, default=None)
-    parser.add_argument("--int8-layer0-recurrent", action="store_true",
-                        help="quantize LSTM layer 0's recurrent weights too (smaller, faster)")
+    parser.add_argument("--layer0-recurrent", choices=LAYER0_RECURRENT_CHOICES, default="two_term",
+                        help="how LSTM layer 0's recurrent weights are stored: two int8 terms "
+                             "(shipped), one int8 term (under the fidelity floor) or float32")
     parser.add_argument("--no-test-references", action="store_true",
                         help="do not rewrite tests/data/{speaker,mel}_reference.npz")
     parser.add_argument("--fine-tune", type=Path, default=None, metavar="DATA_DIR",
@@ -533,7 +611,7 @@ def main(argv=None) -> int:
         fine_tuned = work / "fine_tuned"
         speaker_finetune.run(args.fine_tune, fine_tuned, args.fine_tune_steps or speaker_finetune.DEFAULT_STEPS,
                              seed=1, work_dir=work)
-    built = build(args.out, work, int8_layer0_recurrent=args.int8_layer0_recurrent,
+    built = build(args.out, work, layer0_recurrent=args.layer0_recurrent,
                   write_references=not args.no_test_references, fine_tuned=fine_tuned)
     update_manifest(args.out, NAME, built)
     print(json.dumps(built["fidelity"], indent=1))
